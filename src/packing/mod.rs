@@ -1,0 +1,241 @@
+//! Balanced packing: `n` weighted items into `num_packs` packs of exactly `n / num_packs` items.
+//!
+//! [`greedy`] is DeepSeek's algorithm, bit-exact. The refined packer starts from the better of
+//! balanced differencing and greedy, improves it by [`local_search`], and solves tiny instances
+//! exactly ([`exact`]).
+
+pub mod differencing;
+pub mod exact;
+pub mod greedy;
+pub mod local_search;
+pub mod state;
+pub mod weight;
+
+use crate::error::{Result, try_vec};
+use crate::load::{Load, row_to_f32, row_to_f64, validate_loads};
+use crate::options::{Algorithm, Effort, Options};
+use crate::shape::{checked_product, require_multiple, require_positive};
+
+use differencing::{DifferencingScratch, balanced_differencing};
+use exact::ExactScratch;
+use greedy::{GreedyScratch, greedy_pack};
+use local_search::{SearchBudget, SearchScratch, improve, repair_duplicates};
+pub use state::PackState;
+
+/// Work limits of the refined packer for one effort level.
+#[derive(Debug, Clone, Copy)]
+struct PackBudget {
+    rounds_per_item: usize,
+    pair_swaps: bool,
+    greedy_start: bool,
+    search_every_start: bool,
+    exact_items: usize,
+    exact_nodes: usize,
+}
+
+fn budget(effort: Effort) -> PackBudget {
+    match effort {
+        Effort::Fast => PackBudget {
+            rounds_per_item: 1,
+            pair_swaps: false,
+            greedy_start: false,
+            search_every_start: false,
+            exact_items: 12,
+            exact_nodes: 2_000,
+        },
+        Effort::Default => PackBudget {
+            rounds_per_item: 8,
+            pair_swaps: false,
+            greedy_start: true,
+            search_every_start: false,
+            exact_items: 16,
+            exact_nodes: 20_000,
+        },
+        Effort::High => PackBudget {
+            rounds_per_item: 32,
+            pair_swaps: true,
+            greedy_start: true,
+            search_every_start: true,
+            exact_items: 24,
+            exact_nodes: 500_000,
+        },
+        Effort::Max => PackBudget {
+            rounds_per_item: 128,
+            pair_swaps: true,
+            greedy_start: true,
+            search_every_start: true,
+            exact_items: 32,
+            exact_nodes: 5_000_000,
+        },
+    }
+}
+
+/// The refined packer with its reusable buffers. Not shared between threads; cheap to create.
+#[derive(Debug, Default)]
+pub struct Packer {
+    greedy: GreedyScratch,
+    differencing: DifferencingScratch,
+    search: SearchScratch,
+    exact: ExactScratch,
+    pack_of: Vec<u32>,
+    rank: Vec<u32>,
+    greedy_pack_of: Vec<u32>,
+    greedy_loads: Vec<f64>,
+    candidate: PackState,
+    /// The result of the last [`Packer::pack`].
+    pub state: PackState,
+}
+
+impl Packer {
+    /// Packs `weights` into `num_packs` equal-count packs, as balanced as the effort allows.
+    ///
+    /// `colors` (one per item) forbids two items of one color in a pack whenever the search can
+    /// avoid it. `extra_start` is another assignment (pack per item) to start from; the result's max
+    /// is never above the best start's. Precondition: `num_packs > 0` divides `weights.len()`.
+    pub fn pack(
+        &mut self,
+        weights: &[f64],
+        num_packs: usize,
+        colors: Option<&[u32]>,
+        effort: Effort,
+        extra_start: Option<&[u32]>,
+    ) -> &PackState {
+        let n = weights.len();
+        let budget = budget(effort);
+        self.pack_of.clear();
+        self.pack_of.resize(n, 0);
+        if n / num_packs <= 1 || num_packs == 1 {
+            for (i, p) in self.pack_of.iter_mut().enumerate() {
+                *p = if num_packs == 1 { 0 } else { i as u32 };
+            }
+            self.state.assign_from(&self.pack_of, weights, num_packs);
+            return &self.state;
+        }
+        balanced_differencing(weights, num_packs, &mut self.differencing, &mut self.pack_of);
+        self.state.assign_from(&self.pack_of, weights, num_packs);
+        self.prepare(weights, colors);
+        let search_budget = SearchBudget {
+            max_rounds: budget.rounds_per_item * n,
+            pair_swaps: budget.pair_swaps,
+        };
+        if budget.search_every_start {
+            self.search_current(weights, colors, search_budget);
+        }
+        let mut starts: [Option<&[u32]>; 2] = [None, extra_start];
+        let mut greedy_assignment = std::mem::take(&mut self.greedy_pack_of);
+        if budget.greedy_start {
+            greedy_assignment.resize(n, 0);
+            self.rank.resize(n, 0);
+            greedy_pack(
+                weights,
+                num_packs,
+                &mut self.greedy,
+                &mut self.greedy_loads,
+                &mut greedy_assignment,
+                &mut self.rank,
+            );
+            starts[0] = Some(&greedy_assignment);
+        }
+        for start in starts.into_iter().flatten() {
+            self.candidate.assign_from(start, weights, num_packs);
+            std::mem::swap(&mut self.candidate, &mut self.state);
+            self.prepare(weights, colors);
+            if budget.search_every_start {
+                self.search_current(weights, colors, search_budget);
+            }
+            // Keep the new start only when it is strictly better than the best so far.
+            if !better(&self.state, &self.candidate, colors) {
+                std::mem::swap(&mut self.candidate, &mut self.state);
+            }
+        }
+        self.greedy_pack_of = greedy_assignment;
+        if !budget.search_every_start {
+            self.search_current(weights, colors, search_budget);
+        }
+        if colors.is_none() && n <= budget.exact_items {
+            exact::solve(&mut self.state, weights, budget.exact_nodes, &mut self.exact);
+        }
+        &self.state
+    }
+
+    fn prepare(&mut self, weights: &[f64], colors: Option<&[u32]>) {
+        if let Some(colors) = colors {
+            repair_duplicates(&mut self.state, weights, colors);
+        }
+    }
+
+    fn search_current(&mut self, weights: &[f64], colors: Option<&[u32]>, budget: SearchBudget) {
+        improve(&mut self.state, weights, colors, budget, &mut self.search);
+    }
+}
+
+/// Whether `a` is a better packing than `b`: fewer duplicates first, then a lower max.
+fn better(a: &PackState, b: &PackState, colors: Option<&[u32]>) -> bool {
+    if let Some(colors) = colors {
+        let (da, db) = (a.duplicates(colors), b.duplicates(colors));
+        if da != db {
+            return da < db;
+        }
+    }
+    a.max_load() < b.max_load()
+}
+
+/// Packing of every layer: `pack_index` and `rank_in_pack`, both `[num_layers][num_items]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packing {
+    /// The pack of each item.
+    pub pack_index: Vec<i64>,
+    /// The item's position inside its pack.
+    pub rank_in_pack: Vec<i64>,
+}
+
+/// Balanced packing of each row of `weights` (`[num_layers][num_items]`) into `num_packs` packs of
+/// `num_items / num_packs` items. DeepSeek's algorithm is bit-exact with the reference; the refined
+/// one never has a heavier pack than DeepSeek's on any layer.
+pub fn balanced_packing<L: Load>(
+    weights: &[L],
+    num_layers: usize,
+    num_items: usize,
+    num_packs: usize,
+    options: &Options,
+) -> Result<Packing> {
+    require_positive("num_items", num_items)?;
+    require_positive("num_packs", num_packs)?;
+    require_multiple("num_items", num_items, "num_packs", num_packs, "")?;
+    options.validate()?;
+    let len = checked_product("num_layers x num_items", &[num_layers, num_items])?;
+    debug_assert_eq!(weights.len(), len);
+    validate_loads(weights, num_items)?;
+    let mut pack_index = try_vec(len, 0i64)?;
+    let mut rank_in_pack = try_vec(len, 0i64)?;
+    let mut pack_of = try_vec(num_items, 0u32)?;
+    let mut rank = try_vec(num_items, 0u32)?;
+    let mut row32 = Vec::new();
+    let mut row64 = Vec::new();
+    let mut pack32 = Vec::new();
+    let mut greedy = GreedyScratch::default();
+    let mut packer = Packer::default();
+    for layer in 0..num_layers {
+        let row = &weights[layer * num_items..(layer + 1) * num_items];
+        row_to_f32(row, &mut row32);
+        greedy_pack(&row32, num_packs, &mut greedy, &mut pack32, &mut pack_of, &mut rank);
+        if options.algorithm == Algorithm::Refined {
+            row_to_f64(row, &mut row64);
+            let state = packer.pack(&row64, num_packs, None, options.effort, Some(&pack_of));
+            state.write_assignment(&row64, &mut pack_of, &mut rank);
+        }
+        let out = layer * num_items..(layer + 1) * num_items;
+        for ((dst_p, dst_r), (&p, &r)) in pack_index[out.clone()]
+            .iter_mut()
+            .zip(&mut rank_in_pack[out])
+            .zip(pack_of.iter().zip(&rank))
+        {
+            *dst_p = i64::from(p);
+            *dst_r = i64::from(r);
+        }
+    }
+    Ok(Packing {
+        pack_index,
+        rank_in_pack,
+    })
+}

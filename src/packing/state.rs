@@ -1,0 +1,121 @@
+//! A packing with fixed pack sizes: `per_pack` item slots per pack, stored flat.
+
+/// Items assigned to packs of exactly `per_pack` items each.
+#[derive(Debug, Clone, Default)]
+pub struct PackState {
+    /// Items per pack.
+    pub per_pack: usize,
+    /// `num_packs * per_pack` item ids; pack `p` holds `slots[p * per_pack..(p + 1) * per_pack]`.
+    pub slots: Vec<u32>,
+    /// Sum of item weights per pack.
+    pub loads: Vec<f64>,
+}
+
+impl PackState {
+    /// Number of packs.
+    pub fn num_packs(&self) -> usize {
+        self.loads.len()
+    }
+
+    /// The items of pack `p`.
+    pub fn items(&self, p: usize) -> &[u32] {
+        &self.slots[p * self.per_pack..(p + 1) * self.per_pack]
+    }
+
+    /// Rebuilds the state from each item's pack; `pack_of` must give every pack `per_pack` items.
+    pub fn assign_from(&mut self, pack_of: &[u32], weights: &[f64], num_packs: usize) {
+        self.per_pack = pack_of.len() / num_packs;
+        self.loads.clear();
+        self.loads.resize(num_packs, 0.0);
+        self.slots.clear();
+        self.slots.resize(pack_of.len(), u32::MAX);
+        let mut fill = vec![0usize; num_packs];
+        for (item, &p) in pack_of.iter().enumerate() {
+            let p = p as usize;
+            self.slots[p * self.per_pack + fill[p]] = item as u32;
+            fill[p] += 1;
+        }
+        self.recompute_loads(weights);
+    }
+
+    /// Recomputes every pack load from scratch (removes drift from incremental updates).
+    pub fn recompute_loads(&mut self, weights: &[f64]) {
+        for p in 0..self.loads.len() {
+            let start = p * self.per_pack;
+            self.loads[p] = self.slots[start..start + self.per_pack]
+                .iter()
+                .map(|&i| weights[i as usize])
+                .sum();
+        }
+    }
+
+    /// The heaviest pack (lowest index on ties) and its load.
+    pub fn heaviest(&self) -> (usize, f64) {
+        let mut best = 0;
+        for p in 1..self.loads.len() {
+            if self.loads[p] > self.loads[best] {
+                best = p;
+            }
+        }
+        (best, self.loads[best])
+    }
+
+    /// The largest pack load.
+    pub fn max_load(&self) -> f64 {
+        self.heaviest().1
+    }
+
+    /// Exchanges the items at flat positions `a` and `b` (in different packs).
+    pub fn swap_positions(&mut self, a: usize, b: usize, weights: &[f64]) {
+        let (pa, pb) = (a / self.per_pack, b / self.per_pack);
+        let (wa, wb) = (
+            weights[self.slots[a] as usize],
+            weights[self.slots[b] as usize],
+        );
+        self.slots.swap(a, b);
+        self.loads[pa] += wb - wa;
+        self.loads[pb] += wa - wb;
+    }
+
+    /// Whether pack `p` holds an item of `color`, ignoring the item at flat position `except`.
+    pub fn has_color(&self, p: usize, color: u32, colors: &[u32], except: usize) -> bool {
+        let start = p * self.per_pack;
+        (start..start + self.per_pack)
+            .any(|pos| pos != except && colors[self.slots[pos] as usize] == color)
+    }
+
+    /// Number of items that share their pack with an earlier item of the same color.
+    pub fn duplicates(&self, colors: &[u32]) -> usize {
+        let mut count = 0;
+        for p in 0..self.num_packs() {
+            let items = self.items(p);
+            for (i, &a) in items.iter().enumerate() {
+                if items[..i]
+                    .iter()
+                    .any(|&b| colors[b as usize] == colors[a as usize])
+                {
+                    count += 1;
+                }
+            }
+        }
+        count
+    }
+
+    /// Writes each item's pack and its rank inside the pack (heaviest first, then lower item id).
+    pub fn write_assignment(&self, weights: &[f64], pack_of: &mut [u32], rank: &mut [u32]) {
+        let mut items: Vec<u32> = Vec::with_capacity(self.per_pack);
+        for p in 0..self.num_packs() {
+            items.clear();
+            items.extend_from_slice(self.items(p));
+            items.sort_by(|&a, &b| {
+                weights[b as usize]
+                    .total_cmp(&weights[a as usize])
+                    .then(a.cmp(&b))
+            });
+            for (r, &item) in items.iter().enumerate() {
+                pack_of[item as usize] = p as u32;
+                rank[item as usize] = r as u32;
+            }
+        }
+    }
+}

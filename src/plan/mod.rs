@@ -1,0 +1,144 @@
+//! Whole plans: `phy2log`, `logcnt`, `log2phy` and each group's home node, for every layer.
+
+pub mod counts;
+pub mod deepseek;
+pub mod refined;
+
+use crate::error::{Error, Result, try_vec};
+use crate::load::{Load, validate_loads};
+use crate::options::{Algorithm, Options};
+use crate::shape::{Shape, checked_product};
+
+use deepseek::DeepSeekPlanner;
+use refined::RefinedPlanner;
+
+/// A placement plan for every layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The shape the plan was made for.
+    pub shape: Shape,
+    /// `[num_layers][num_replicas]`: the logical expert in each physical slot.
+    pub phy2log: Vec<i64>,
+    /// `[num_layers][num_logical]`: replicas per expert.
+    pub logcnt: Vec<i64>,
+    /// `[num_layers][num_groups]`: each group's home node under the hierarchical policy; -1 under
+    /// the global policy.
+    pub group_node: Vec<i64>,
+}
+
+impl Plan {
+    /// The largest replica count and the first layer that has it (0 when there are no layers).
+    pub fn max_replica_count(&self) -> (usize, usize) {
+        let e = self.shape.num_logical;
+        let mut best = (0usize, 0usize);
+        for (layer, row) in self.logcnt.chunks_exact(e).enumerate() {
+            let m = row.iter().copied().max().unwrap_or(0) as usize;
+            if m > best.0 {
+                best = (m, layer);
+            }
+        }
+        best
+    }
+
+    /// Checks that `width` can hold every expert's slots.
+    pub fn check_log2phy_width(&self, width: usize) -> Result<()> {
+        let (needed, layer) = self.max_replica_count();
+        if width < needed {
+            return Err(Error::WidthTooSmall {
+                given: width,
+                needed,
+                layer,
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes `log2phy` (`[num_layers][num_logical][width]`): each expert's slots in ascending
+    /// order, padded with -1. Fails with `WidthTooSmall` before writing anything.
+    pub fn write_log2phy(&self, out: &mut [i64], width: usize) -> Result<()> {
+        self.check_log2phy_width(width)?;
+        let (e, r) = (self.shape.num_logical, self.shape.num_replicas);
+        out.fill(-1);
+        let mut fill = vec![0usize; e];
+        for (layer, row) in self.phy2log.chunks_exact(r).enumerate() {
+            fill.iter_mut().for_each(|f| *f = 0);
+            let base = layer * e * width;
+            for (slot, &x) in row.iter().enumerate() {
+                let x = x as usize;
+                out[base + x * width + fill[x]] = slot as i64;
+                fill[x] += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// `log2phy` as a new vector (see [`Plan::write_log2phy`]).
+    pub fn log2phy(&self, width: usize) -> Result<Vec<i64>> {
+        self.check_log2phy_width(width)?;
+        let len = checked_product(
+            "num_layers x num_logical x log2phy_width",
+            &[self.shape.num_layers, self.shape.num_logical, width],
+        )?;
+        let mut out = try_vec(len, -1i64)?;
+        self.write_log2phy(&mut out, width)?;
+        Ok(out)
+    }
+}
+
+/// Refuses loads whose f32 sums overflow when DeepSeek's f32 arithmetic is selected.
+fn check_f32_range<L: Load>(loads: &[L], shape: &Shape) -> Result<()> {
+    for (layer, row) in loads.chunks_exact(shape.num_logical).enumerate() {
+        let total: f64 = row.iter().map(|v| f64::from(v.to_f32())).sum();
+        if total > f64::from(f32::MAX) {
+            return Err(Error::LoadOverflow {
+                arg: L::ARG,
+                layer,
+                total,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Plans every layer of `loads` (`[num_layers][num_logical]`).
+pub fn rebalance_experts<L: Load>(loads: &[L], shape: &Shape, options: &Options) -> Result<Plan> {
+    options.validate()?;
+    let len = checked_product("num_layers x num_logical", &[shape.num_layers, shape.num_logical])?;
+    debug_assert_eq!(loads.len(), len);
+    validate_loads(loads, shape.num_logical)?;
+    if options.algorithm == Algorithm::DeepSeek {
+        check_f32_range(loads, shape)?;
+    }
+    let (l, e, r, g) = (
+        shape.num_layers,
+        shape.num_logical,
+        shape.num_replicas,
+        shape.num_groups,
+    );
+    let mut plan = Plan {
+        shape: *shape,
+        phy2log: try_vec(checked_product("num_layers x num_replicas", &[l, r])?, 0i64)?,
+        logcnt: try_vec(len, 0i64)?,
+        group_node: try_vec(checked_product("num_layers x num_groups", &[l, g])?, -1i64)?,
+    };
+    let rows = loads
+        .chunks_exact(e)
+        .zip(plan.phy2log.chunks_exact_mut(r))
+        .zip(plan.logcnt.chunks_exact_mut(e))
+        .zip(plan.group_node.chunks_exact_mut(g));
+    match options.algorithm {
+        Algorithm::DeepSeek => {
+            let mut planner = DeepSeekPlanner::default();
+            for (((row, phy), cnt), home) in rows {
+                planner.plan_layer(row, shape, phy, cnt, home);
+            }
+        }
+        Algorithm::Refined => {
+            let mut planner = RefinedPlanner::default();
+            for (((row, phy), cnt), home) in rows {
+                planner.plan_layer(row, shape, options, phy, cnt, home);
+            }
+        }
+    }
+    Ok(plan)
+}

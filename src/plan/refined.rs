@@ -1,0 +1,253 @@
+//! The refined planner: DeepSeek's pipeline with every step improved, and DeepSeek's own plan as a
+//! safety net so that no layer is ever worse.
+//!
+//! 1. Groups to nodes: the refined packer (exact for small group counts) on f64 group loads,
+//!    started from DeepSeek's greedy split.
+//! 2. Inside each node: replica counts chosen together with the packing ([`super::counts`]), at most
+//!    one replica of an expert per GPU whenever the shape allows it.
+//! 3. Replicas to GPUs: the refined packer with the expert as color, so no GPU holds two replicas of
+//!    one expert when that can be avoided.
+//! 4. DeepSeek's plan is computed too (unless a bound proves it cannot be better) and, polished by the
+//!    same local search, replaces ours on a layer where it has the lower GPU maximum.
+
+use crate::load::{Load, row_to_f64};
+use crate::metrics::max_gpu_load;
+use crate::options::Options;
+use crate::packing::Packer;
+use crate::packing::greedy::{GreedyScratch, greedy_pack};
+use crate::packing::local_search::{SearchBudget, SearchScratch, improve};
+use crate::packing::state::PackState;
+use crate::shape::Shape;
+
+use super::counts::CountPlanner;
+use super::deepseek::DeepSeekPlanner;
+
+/// Relative slack under which two GPU maxima count as equal (f64 summation noise).
+pub(crate) const LOAD_TOLERANCE: f64 = 1e-12;
+
+/// Reusable buffers of the refined planner.
+#[derive(Debug, Default)]
+pub struct RefinedPlanner {
+    deepseek: DeepSeekPlanner,
+    ds_phy2log: Vec<i64>,
+    ds_logcnt: Vec<i64>,
+    ds_group_node: Vec<i64>,
+    row: Vec<f64>,
+    group_loads: Vec<f64>,
+    group_loads_f32: Vec<f32>,
+    group_pack: Vec<u32>,
+    group_rank: Vec<u32>,
+    pack_loads_f32: Vec<f32>,
+    node_experts: Vec<u32>,
+    node_loads: Vec<f64>,
+    counts: Vec<u32>,
+    items: Vec<f64>,
+    colors: Vec<u32>,
+    item_expert: Vec<u32>,
+    gpu_of: Vec<u32>,
+    rank_in_gpu: Vec<u32>,
+    scratch: Vec<f64>,
+    greedy: GreedyScratch,
+    packer: Packer,
+    count_planner: CountPlanner,
+    polish_state: PackState,
+    search: SearchScratch,
+}
+
+impl RefinedPlanner {
+    /// Plans one layer (see [`DeepSeekPlanner::plan_layer`] for the buffers).
+    pub fn plan_layer<L: Load>(
+        &mut self,
+        loads: &[L],
+        shape: &Shape,
+        options: &Options,
+        phy2log: &mut [i64],
+        logcnt: &mut [i64],
+        group_node: &mut [i64],
+    ) {
+        row_to_f64(loads, &mut self.row);
+        let k = shape.slots_per_gpu();
+        let ds_node_max = self.split_groups(shape, options, group_node);
+        self.plan_nodes(shape, options, phy2log, logcnt);
+        let ours = max_gpu_load(&self.row, phy2log, logcnt, k, &mut self.scratch);
+        // DeepSeek's GPU maximum is at least its heaviest node over the node's GPUs.
+        let (_, n) = shape.effective_groups_nodes();
+        let ds_lower_bound = f64::from(ds_node_max) / (shape.num_gpus / n) as f64;
+        if ours <= ds_lower_bound * (1.0 - LOAD_TOLERANCE) {
+            return;
+        }
+        self.ds_phy2log.resize(phy2log.len(), 0);
+        self.ds_logcnt.resize(logcnt.len(), 0);
+        self.ds_group_node.resize(group_node.len(), 0);
+        self.deepseek.plan_layer(
+            loads,
+            shape,
+            &mut self.ds_phy2log,
+            &mut self.ds_logcnt,
+            &mut self.ds_group_node,
+        );
+        let theirs = max_gpu_load(&self.row, &self.ds_phy2log, &self.ds_logcnt, k, &mut self.scratch);
+        if ours <= theirs * (1.0 + LOAD_TOLERANCE) {
+            return;
+        }
+        // Rare: DeepSeek's plan is better here. Take it and polish its packing.
+        phy2log.copy_from_slice(&self.ds_phy2log);
+        logcnt.copy_from_slice(&self.ds_logcnt);
+        group_node.copy_from_slice(&self.ds_group_node);
+        let gpus_per_node = shape.num_gpus / n;
+        polish_packing(
+            &self.row,
+            phy2log,
+            logcnt,
+            k,
+            gpus_per_node,
+            options,
+            &mut self.polish_state,
+            &mut self.items,
+            &mut self.colors,
+            &mut self.search,
+        );
+    }
+
+    /// Step 1: fills `node_experts` (node-major expert ids) and `group_node`; returns DeepSeek's
+    /// heaviest node load (f32) for the safety-net bound.
+    fn split_groups(&mut self, shape: &Shape, options: &Options, group_node: &mut [i64]) -> f32 {
+        let e = shape.num_logical;
+        let (g, n) = shape.effective_groups_nodes();
+        let group_size = e / g;
+        self.group_loads.clear();
+        self.group_loads
+            .extend(self.row.chunks_exact(group_size).map(|c| c.iter().sum::<f64>()));
+        self.group_loads_f32.clear();
+        self.group_loads_f32
+            .extend(self.group_loads.iter().map(|&v| v as f32));
+        self.group_pack.resize(g, 0);
+        self.group_rank.resize(g, 0);
+        greedy_pack(
+            &self.group_loads_f32,
+            n,
+            &mut self.greedy,
+            &mut self.pack_loads_f32,
+            &mut self.group_pack,
+            &mut self.group_rank,
+        );
+        let ds_node_max = self.pack_loads_f32.iter().copied().fold(0.0f32, f32::max);
+        if n > 1 {
+            let state = self
+                .packer
+                .pack(&self.group_loads, n, None, options.effort, Some(&self.group_pack));
+            state.write_assignment(&self.group_loads, &mut self.group_pack, &mut self.group_rank);
+        }
+        if shape.num_groups % shape.num_nodes == 0 {
+            for (dst, &p) in group_node.iter_mut().zip(&self.group_pack) {
+                *dst = i64::from(p);
+            }
+        } else {
+            group_node.fill(-1);
+        }
+        // Experts of each node, groups in ascending id order.
+        self.node_experts.clear();
+        for node in 0..n as u32 {
+            for group in 0..g {
+                if self.group_pack[group] == node {
+                    self.node_experts
+                        .extend((group * group_size..(group + 1) * group_size).map(|x| x as u32));
+                }
+            }
+        }
+        ds_node_max
+    }
+
+    /// Steps 2 and 3 for every node.
+    fn plan_nodes(
+        &mut self,
+        shape: &Shape,
+        options: &Options,
+        phy2log: &mut [i64],
+        logcnt: &mut [i64],
+    ) {
+        let (_, n) = shape.effective_groups_nodes();
+        let experts_per_node = shape.num_logical / n;
+        let slots_per_node = shape.num_replicas / n;
+        let gpus_per_node = shape.num_gpus / n;
+        let k = shape.slots_per_gpu();
+        for node in 0..n {
+            let experts = &self.node_experts[node * experts_per_node..(node + 1) * experts_per_node];
+            self.node_loads.clear();
+            self.node_loads
+                .extend(experts.iter().map(|&x| self.row[x as usize]));
+            self.count_planner.choose(
+                &self.node_loads,
+                slots_per_node,
+                gpus_per_node,
+                options.effort,
+                &mut self.counts,
+            );
+            self.items.clear();
+            self.colors.clear();
+            for (j, &c) in self.counts.iter().enumerate() {
+                let per_replica = self.node_loads[j] / f64::from(c);
+                for _ in 0..c {
+                    self.items.push(per_replica);
+                    self.colors.push(j as u32);
+                }
+            }
+            let state = self.packer.pack(
+                &self.items,
+                gpus_per_node,
+                Some(&self.colors),
+                options.effort,
+                None,
+            );
+            self.gpu_of.resize(self.items.len(), 0);
+            self.rank_in_gpu.resize(self.items.len(), 0);
+            state.write_assignment(&self.items, &mut self.gpu_of, &mut self.rank_in_gpu);
+            let slot_base = node * slots_per_node;
+            for i in 0..self.items.len() {
+                let slot = slot_base + self.gpu_of[i] as usize * k + self.rank_in_gpu[i] as usize;
+                phy2log[slot] = i64::from(experts[self.colors[i] as usize]);
+            }
+            for (j, &x) in experts.iter().enumerate() {
+                logcnt[x as usize] = i64::from(self.counts[j]);
+            }
+        }
+        self.item_expert.clear();
+    }
+}
+
+/// Improves the GPU packing of an existing plan row in place, node by node (`gpus_per_node` GPUs of
+/// `k` slots each), without changing replica counts, raising any GPU maximum or adding a duplicate.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn polish_packing(
+    loads: &[f64],
+    phy2log: &mut [i64],
+    logcnt: &[i64],
+    k: usize,
+    gpus_per_node: usize,
+    options: &Options,
+    state: &mut PackState,
+    items: &mut Vec<f64>,
+    colors: &mut Vec<u32>,
+    search: &mut SearchScratch,
+) {
+    let slots_per_node = gpus_per_node * k;
+    let budget = SearchBudget {
+        max_rounds: 8 * slots_per_node,
+        pair_swaps: options.effort >= crate::options::Effort::High,
+    };
+    let mut pack_of = Vec::with_capacity(slots_per_node);
+    for node_slots in phy2log.chunks_exact_mut(slots_per_node) {
+        items.clear();
+        colors.clear();
+        for &x in node_slots.iter() {
+            items.push(loads[x as usize] / logcnt[x as usize] as f64);
+            colors.push(x as u32);
+        }
+        pack_of.clear();
+        pack_of.extend((0..slots_per_node).map(|i| (i / k) as u32));
+        state.assign_from(&pack_of, items, gpus_per_node);
+        improve(state, items, Some(colors), budget, search);
+        let experts: Vec<i64> = state.slots.iter().map(|&i| i64::from(colors[i as usize])).collect();
+        node_slots.copy_from_slice(&experts);
+    }
+}

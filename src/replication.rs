@@ -1,0 +1,132 @@
+//! Replication: how many physical slots each logical expert gets.
+//!
+//! DeepSeek's rule gives each redundant slot to the expert with the largest load per replica (first
+//! index on ties). It minimises the largest replica load, so its result is also the lower bound
+//! `m*` of DESIGN.md section 2.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use crate::error::{Result, try_vec};
+use crate::load::{Load, row_to_f32, validate_loads};
+use crate::packing::weight::PerReplica;
+use crate::shape::{checked_product, require_positive};
+
+/// Reusable heap of [`replicate_greedy`].
+#[derive(Debug, Default)]
+pub struct ReplicationScratch {
+    heap: BinaryHeap<(u64, Reverse<u32>)>,
+}
+
+/// Greedy replication of one row: the first `weights.len()` slots hold experts `0..E` in order, each
+/// further slot the expert with the largest `load / count` (first index on ties) among experts with
+/// fewer than `cap` replicas (no cap when every expert has reached it). Writes each slot's expert to
+/// `phy2log`, each slot's replica rank to `rank` and each expert's count to `logcnt`.
+/// Precondition: `phy2log.len() >= weights.len()`.
+pub fn replicate_greedy<W: PerReplica>(
+    weights: &[W],
+    cap: u32,
+    scratch: &mut ReplicationScratch,
+    phy2log: &mut [u32],
+    rank: &mut [u32],
+    logcnt: &mut [u32],
+) {
+    let e = weights.len();
+    for i in 0..e {
+        phy2log[i] = i as u32;
+        rank[i] = 0;
+        logcnt[i] = 1;
+    }
+    let heap = &mut scratch.heap;
+    heap.clear();
+    let mut limit = cap;
+    let push_all = |heap: &mut BinaryHeap<(u64, Reverse<u32>)>, logcnt: &[u32], limit: u32| {
+        heap.extend(
+            weights
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| logcnt[i] < limit)
+                .map(|(i, w)| (w.per_replica(logcnt[i]).order_key(), Reverse(i as u32))),
+        );
+    };
+    push_all(heap, logcnt, limit);
+    for slot in e..phy2log.len() {
+        if heap.is_empty() {
+            // Every expert is at the cap: lift it.
+            limit = u32::MAX;
+            push_all(heap, logcnt, limit);
+        }
+        let (_, Reverse(expert)) = heap.pop().expect("at least one expert");
+        let x = expert as usize;
+        phy2log[slot] = expert;
+        rank[slot] = logcnt[x];
+        logcnt[x] += 1;
+        if logcnt[x] < limit {
+            heap.push((weights[x].per_replica(logcnt[x]).order_key(), Reverse(expert)));
+        }
+    }
+}
+
+/// Replication of every layer (`[num_layers][num_logical]` loads to `num_physical` slots), exactly as
+/// DeepSeek's `replicate_experts`: `phy2log` and `replica_rank` are `[num_layers][num_physical]`,
+/// `logcnt` is `[num_layers][num_logical]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replication {
+    /// The logical expert of each physical slot.
+    pub phy2log: Vec<i64>,
+    /// Which replica of its expert each slot holds (0 for the first).
+    pub replica_rank: Vec<i64>,
+    /// Replicas per expert.
+    pub logcnt: Vec<i64>,
+}
+
+/// DeepSeek's `replicate_experts` for every layer, in f32 like the reference.
+pub fn replicate_experts<L: Load>(
+    weights: &[L],
+    num_layers: usize,
+    num_logical: usize,
+    num_physical: usize,
+) -> Result<Replication> {
+    require_positive("num_logical", num_logical)?;
+    require_positive("num_physical", num_physical)?;
+    if num_physical < num_logical {
+        return Err(crate::Error::TooFewReplicas {
+            replicas_arg: "num_physical",
+            replicas: num_physical,
+            logical: num_logical,
+        });
+    }
+    let len_log = checked_product("num_layers x num_logical", &[num_layers, num_logical])?;
+    let len_phy = checked_product("num_layers x num_physical", &[num_layers, num_physical])?;
+    debug_assert_eq!(weights.len(), len_log);
+    validate_loads(weights, num_logical)?;
+    let mut out = Replication {
+        phy2log: try_vec(len_phy, 0i64)?,
+        replica_rank: try_vec(len_phy, 0i64)?,
+        logcnt: try_vec(len_log, 0i64)?,
+    };
+    let mut phy = try_vec(num_physical, 0u32)?;
+    let mut rank = try_vec(num_physical, 0u32)?;
+    let mut cnt = try_vec(num_logical, 0u32)?;
+    let mut row = Vec::new();
+    let mut scratch = ReplicationScratch::default();
+    for layer in 0..num_layers {
+        row_to_f32(
+            &weights[layer * num_logical..(layer + 1) * num_logical],
+            &mut row,
+        );
+        replicate_greedy(&row, u32::MAX, &mut scratch, &mut phy, &mut rank, &mut cnt);
+        let phy_out = layer * num_physical..(layer + 1) * num_physical;
+        for (dst, &v) in out.phy2log[phy_out.clone()].iter_mut().zip(&phy) {
+            *dst = i64::from(v);
+        }
+        for (dst, &v) in out.replica_rank[phy_out].iter_mut().zip(&rank) {
+            *dst = i64::from(v);
+        }
+        let log_out = layer * num_logical..(layer + 1) * num_logical;
+        for (dst, &v) in out.logcnt[log_out].iter_mut().zip(&cnt) {
+            *dst = i64::from(v);
+        }
+    }
+    Ok(out)
+}
