@@ -6,6 +6,7 @@ pub mod refined;
 
 use crate::error::{Error, Result, try_vec};
 use crate::load::{Load, validate_loads};
+use crate::metrics::{Migration, validate_plan};
 use crate::options::{Algorithm, Options};
 use crate::shape::{Shape, checked_product};
 
@@ -141,4 +142,27 @@ pub fn rebalance_experts<L: Load>(loads: &[L], shape: &Shape, options: &Options)
         }
     }
     Ok(plan)
+}
+
+/// Plans every layer; with `old_phy2log` (the current placement, `[num_layers][num_replicas]`),
+/// re-plans migration-aware and also returns what the change moves.
+pub fn plan_experts<L: Load>(
+    loads: &[L],
+    shape: &Shape,
+    options: &Options,
+    old_phy2log: Option<&[i64]>,
+) -> Result<(Plan, Option<Migration>)> {
+    if let Some(old) = old_phy2log {
+        validate_plan("old_phy2log", old, shape)?;
+    }
+    let plan = rebalance_experts(loads, shape, options)?;
+    let migration = old_phy2log.map(|old| {
+        let mut m = Migration::default();
+        let r = shape.num_replicas;
+        for (new_row, old_row) in plan.phy2log.chunks_exact(r).zip(old.chunks_exact(r)) {
+            m.add_layer(new_row, old_row, shape.slots_per_gpu());
+        }
+        m
+    });
+    Ok((plan, migration))
 }
