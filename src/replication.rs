@@ -4,7 +4,6 @@
 //! index on ties). It minimises the largest replica load, so its result is also the lower bound
 //! `m*` of DESIGN.md section 2.
 
-use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use crate::error::{Result, try_vec};
@@ -14,8 +13,8 @@ use crate::shape::{checked_product, require_positive};
 
 /// Reusable heap of [`replicate_greedy`].
 #[derive(Debug, Default)]
-pub struct ReplicationScratch {
-    heap: BinaryHeap<(u64, Reverse<u32>)>,
+pub struct ReplicationScratch<W: PerReplica> {
+    heap: BinaryHeap<W::Key>,
 }
 
 /// Greedy replication of one row: the first `weights.len()` slots hold experts `0..E` in order, each
@@ -26,7 +25,7 @@ pub struct ReplicationScratch {
 pub fn replicate_greedy<W: PerReplica>(
     weights: &[W],
     cap: u32,
-    scratch: &mut ReplicationScratch,
+    scratch: &mut ReplicationScratch<W>,
     phy2log: &mut [u32],
     rank: &mut [u32],
     logcnt: &mut [u32],
@@ -40,13 +39,13 @@ pub fn replicate_greedy<W: PerReplica>(
     let heap = &mut scratch.heap;
     heap.clear();
     let mut limit = cap;
-    let push_all = |heap: &mut BinaryHeap<(u64, Reverse<u32>)>, logcnt: &[u32], limit: u32| {
+    let push_all = |heap: &mut BinaryHeap<W::Key>, logcnt: &[u32], limit: u32| {
         heap.extend(
             weights
                 .iter()
                 .enumerate()
                 .filter(|&(i, _)| logcnt[i] < limit)
-                .map(|(i, w)| (w.per_replica(logcnt[i]).order_key(), Reverse(i as u32))),
+                .map(|(i, w)| w.per_replica(logcnt[i]).max_first_key(i as u32)),
         );
     };
     push_all(heap, logcnt, limit);
@@ -56,13 +55,14 @@ pub fn replicate_greedy<W: PerReplica>(
             limit = u32::MAX;
             push_all(heap, logcnt, limit);
         }
-        let (_, Reverse(expert)) = heap.pop().expect("at least one expert");
+        // max_first_key stores the complement of the index.
+        let expert = !W::key_index(heap.pop().expect("at least one expert"));
         let x = expert as usize;
         phy2log[slot] = expert;
         rank[slot] = logcnt[x];
         logcnt[x] += 1;
         if logcnt[x] < limit {
-            heap.push((weights[x].per_replica(logcnt[x]).order_key(), Reverse(expert)));
+            heap.push(weights[x].per_replica(logcnt[x]).max_first_key(expert));
         }
     }
 }

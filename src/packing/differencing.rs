@@ -12,7 +12,7 @@ use super::weight::sort_descending;
 /// Reusable buffers of [`balanced_differencing`].
 #[derive(Debug, Default)]
 pub struct DifferencingScratch {
-    keys: Vec<(u64, u32)>,
+    keys: Vec<u128>,
     order: Vec<u32>,
     parent: Vec<u32>,
     entries: Vec<(f64, u32)>,

@@ -11,7 +11,7 @@ use super::weight::sort_descending;
 /// Reusable buffers of [`solve`].
 #[derive(Debug, Default)]
 pub struct ExactScratch {
-    keys: Vec<(u64, u32)>,
+    keys: Vec<u128>,
     order: Vec<u32>,
     loads: Vec<f64>,
     counts: Vec<usize>,

@@ -8,29 +8,30 @@ use super::weight::{Weight, sort_descending};
 
 /// Reusable buffers of [`greedy_pack`].
 #[derive(Debug, Default)]
-pub struct GreedyScratch {
-    keys: Vec<(u64, u32)>,
+pub struct GreedyScratch<W: Weight> {
+    keys: Vec<W::Key>,
     order: Vec<u32>,
-    heap: BinaryHeap<Reverse<(u64, u32)>>,
+    heap: BinaryHeap<Reverse<W::Key>>,
+    open: Vec<u32>,
     counts: Vec<u32>,
 }
 
-/// Below this many packs a linear scan for the lightest pack beats a heap.
-const SCAN_LIMIT: usize = 16;
+/// Below this many packs a scan of the open packs beats a heap.
+const SCAN_LIMIT: usize = 24;
 
-/// Packs `weights` into `num_packs` packs of `weights.len() / num_packs` items each.
-/// Writes each item's pack to `pack_of` and its insertion rank to `rank`; returns nothing else.
-/// Precondition: `num_packs > 0` divides `weights.len()`, weights are finite and `>= 0`.
+/// Packs `weights` into `num_packs` packs of `weights.len() / num_packs` items each. Writes each
+/// item's pack to `pack_of`, its insertion rank to `rank`, and the pack sums to `pack_weights`.
+/// Precondition: `num_packs > 0` divides `weights.len()`; weights are finite and `>= 0`.
 pub fn greedy_pack<W: Weight>(
     weights: &[W],
     num_packs: usize,
-    scratch: &mut GreedyScratch,
+    scratch: &mut GreedyScratch<W>,
     pack_weights: &mut Vec<W>,
     pack_of: &mut [u32],
     rank: &mut [u32],
 ) {
     let n = weights.len();
-    let per_pack = n / num_packs;
+    let per_pack = (n / num_packs) as u32;
     pack_weights.clear();
     pack_weights.resize(num_packs, W::default());
     if per_pack == 1 {
@@ -42,52 +43,49 @@ pub fn greedy_pack<W: Weight>(
         return;
     }
     sort_descending(weights, &mut scratch.keys, &mut scratch.order);
-    scratch.counts.clear();
-    scratch.counts.resize(num_packs, 0);
-    let order = std::mem::take(&mut scratch.order);
+    let counts = &mut scratch.counts;
+    counts.clear();
+    counts.resize(num_packs, 0);
     if num_packs <= SCAN_LIMIT {
-        for &item in &order {
-            let mut best = usize::MAX;
-            for p in 0..num_packs {
-                if (scratch.counts[p] as usize) < per_pack
-                    && (best == usize::MAX || pack_weights[p] < pack_weights[best])
-                {
-                    best = p;
+        // Open packs in ascending index order: the first strict minimum is the lowest index.
+        let open = &mut scratch.open;
+        open.clear();
+        open.extend(0..num_packs as u32);
+        for &item in &scratch.order {
+            let mut best_pos = 0;
+            let mut best_weight = pack_weights[open[0] as usize];
+            for (pos, &p) in open.iter().enumerate().skip(1) {
+                let w = pack_weights[p as usize];
+                if w < best_weight {
+                    best_weight = w;
+                    best_pos = pos;
                 }
             }
-            place(item, best, weights, scratch, pack_weights, pack_of, rank);
+            let p = open[best_pos] as usize;
+            let item = item as usize;
+            pack_of[item] = p as u32;
+            rank[item] = counts[p];
+            counts[p] += 1;
+            pack_weights[p] += weights[item];
+            if counts[p] == per_pack {
+                open.remove(best_pos);
+            }
         }
     } else {
-        scratch.heap.clear();
-        scratch
-            .heap
-            .extend((0..num_packs as u32).map(|p| Reverse((0u64, p))));
-        for &item in &order {
-            let Reverse((_, p)) = scratch.heap.pop().expect("a non-full pack remains");
-            let p = p as usize;
-            place(item, p, weights, scratch, pack_weights, pack_of, rank);
-            if (scratch.counts[p] as usize) < per_pack {
-                scratch
-                    .heap
-                    .push(Reverse((pack_weights[p].order_key(), p as u32)));
+        let heap = &mut scratch.heap;
+        heap.clear();
+        heap.extend((0..num_packs as u32).map(|p| Reverse(W::default().ascending_key(p))));
+        for &item in &scratch.order {
+            let Reverse(key) = heap.pop().expect("a pack that is not full remains");
+            let p = W::key_index(key) as usize;
+            let item = item as usize;
+            pack_of[item] = p as u32;
+            rank[item] = counts[p];
+            counts[p] += 1;
+            pack_weights[p] += weights[item];
+            if counts[p] < per_pack {
+                heap.push(Reverse(pack_weights[p].ascending_key(p as u32)));
             }
         }
     }
-    scratch.order = order;
-}
-
-fn place<W: Weight>(
-    item: u32,
-    pack: usize,
-    weights: &[W],
-    scratch: &mut GreedyScratch,
-    pack_weights: &mut [W],
-    pack_of: &mut [u32],
-    rank: &mut [u32],
-) {
-    let item = item as usize;
-    pack_of[item] = pack as u32;
-    rank[item] = scratch.counts[pack];
-    scratch.counts[pack] += 1;
-    pack_weights[pack] += weights[item];
 }

@@ -73,7 +73,7 @@ fn budget(effort: Effort) -> PackBudget {
 /// The refined packer with its reusable buffers. Not shared between threads; cheap to create.
 #[derive(Debug, Default)]
 pub struct Packer {
-    greedy: GreedyScratch,
+    greedy: GreedyScratch<f64>,
     differencing: DifferencingScratch,
     search: SearchScratch,
     exact: ExactScratch,
@@ -82,6 +82,7 @@ pub struct Packer {
     greedy_pack_of: Vec<u32>,
     greedy_loads: Vec<f64>,
     candidate: PackState,
+    seen: Vec<u32>,
     /// The result of the last [`Packer::pack`].
     pub state: PackState,
 }
@@ -90,8 +91,9 @@ impl Packer {
     /// Packs `weights` into `num_packs` equal-count packs, as balanced as the effort allows.
     ///
     /// `colors` (one per item) forbids two items of one color in a pack whenever the search can
-    /// avoid it. `extra_start` is another assignment (pack per item) to start from; the result's max
-    /// is never above the best start's. Precondition: `num_packs > 0` divides `weights.len()`.
+    /// avoid it. `extra_start` is another assignment (pack per item) to start from; the result is
+    /// never worse than the best start, comparing duplicates first, then the heaviest pack.
+    /// Precondition: `num_packs > 0` divides `weights.len()`.
     pub fn pack(
         &mut self,
         weights: &[f64],
@@ -111,17 +113,13 @@ impl Packer {
             self.state.assign_from(&self.pack_of, weights, num_packs);
             return &self.state;
         }
-        balanced_differencing(weights, num_packs, &mut self.differencing, &mut self.pack_of);
-        self.state.assign_from(&self.pack_of, weights, num_packs);
-        self.prepare(weights, colors);
         let search_budget = SearchBudget {
             max_rounds: budget.rounds_per_item * n,
             pair_swaps: budget.pair_swaps,
         };
-        if budget.search_every_start {
-            self.search_current(weights, colors, search_budget);
-        }
-        let mut starts: [Option<&[u32]>; 2] = [None, extra_start];
+        balanced_differencing(weights, num_packs, &mut self.differencing, &mut self.pack_of);
+        self.state.assign_from(&self.pack_of, weights, num_packs);
+        let mut best_key = self.prepare(weights, colors, budget.search_every_start, search_budget);
         let mut greedy_assignment = std::mem::take(&mut self.greedy_pack_of);
         if budget.greedy_start {
             greedy_assignment.resize(n, 0);
@@ -134,23 +132,21 @@ impl Packer {
                 &mut greedy_assignment,
                 &mut self.rank,
             );
-            starts[0] = Some(&greedy_assignment);
         }
+        let starts = [budget.greedy_start.then_some(&greedy_assignment[..]), extra_start];
         for start in starts.into_iter().flatten() {
-            self.candidate.assign_from(start, weights, num_packs);
             std::mem::swap(&mut self.candidate, &mut self.state);
-            self.prepare(weights, colors);
-            if budget.search_every_start {
-                self.search_current(weights, colors, search_budget);
-            }
-            // Keep the new start only when it is strictly better than the best so far.
-            if !better(&self.state, &self.candidate, colors) {
+            self.state.assign_from(start, weights, num_packs);
+            let key = self.prepare(weights, colors, budget.search_every_start, search_budget);
+            if key < best_key {
+                best_key = key;
+            } else {
                 std::mem::swap(&mut self.candidate, &mut self.state);
             }
         }
         self.greedy_pack_of = greedy_assignment;
         if !budget.search_every_start {
-            self.search_current(weights, colors, search_budget);
+            improve(&mut self.state, weights, colors, search_budget, &mut self.search);
         }
         if colors.is_none() && n <= budget.exact_items {
             exact::solve(&mut self.state, weights, budget.exact_nodes, &mut self.exact);
@@ -158,26 +154,27 @@ impl Packer {
         &self.state
     }
 
-    fn prepare(&mut self, weights: &[f64], colors: Option<&[u32]>) {
+    /// Repairs duplicates of the current state, optionally searches it, and returns its rank
+    /// (duplicates, heaviest pack): lower is better.
+    fn prepare(
+        &mut self,
+        weights: &[f64],
+        colors: Option<&[u32]>,
+        search: bool,
+        budget: SearchBudget,
+    ) -> (usize, u64) {
+        let mut duplicates = 0;
         if let Some(colors) = colors {
-            repair_duplicates(&mut self.state, weights, colors);
+            if self.state.duplicates(colors, &mut self.seen) > 0 {
+                repair_duplicates(&mut self.state, weights, colors);
+                duplicates = self.state.duplicates(colors, &mut self.seen);
+            }
         }
-    }
-
-    fn search_current(&mut self, weights: &[f64], colors: Option<&[u32]>, budget: SearchBudget) {
-        improve(&mut self.state, weights, colors, budget, &mut self.search);
-    }
-}
-
-/// Whether `a` is a better packing than `b`: fewer duplicates first, then a lower max.
-fn better(a: &PackState, b: &PackState, colors: Option<&[u32]>) -> bool {
-    if let Some(colors) = colors {
-        let (da, db) = (a.duplicates(colors), b.duplicates(colors));
-        if da != db {
-            return da < db;
+        if search {
+            improve(&mut self.state, weights, colors, budget, &mut self.search);
         }
+        (duplicates, self.state.max_load().to_bits())
     }
-    a.max_load() < b.max_load()
 }
 
 /// Packing of every layer: `pack_index` and `rank_in_pack`, both `[num_layers][num_items]`.
@@ -222,7 +219,7 @@ pub fn balanced_packing<L: Load>(
         if options.algorithm == Algorithm::Refined {
             row_to_f64(row, &mut row64);
             let state = packer.pack(&row64, num_packs, None, options.effort, Some(&pack_of));
-            state.write_assignment(&row64, &mut pack_of, &mut rank);
+            state.write_assignment(&mut pack_of, &mut rank);
         }
         let out = layer * num_items..(layer + 1) * num_items;
         for ((dst_p, dst_r), (&p, &r)) in pack_index[out.clone()]

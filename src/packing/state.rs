@@ -84,38 +84,30 @@ impl PackState {
             .any(|pos| pos != except && colors[self.slots[pos] as usize] == color)
     }
 
-    /// Number of items that share their pack with an earlier item of the same color.
-    pub fn duplicates(&self, colors: &[u32]) -> usize {
+    /// Number of items that share their pack with an earlier item of the same color. `seen` is
+    /// scratch space (resized as needed).
+    pub fn duplicates(&self, colors: &[u32], seen: &mut Vec<u32>) -> usize {
+        let num_colors = colors.iter().copied().max().map_or(0, |c| c as usize + 1);
+        seen.clear();
+        seen.resize(num_colors, u32::MAX);
         let mut count = 0;
         for p in 0..self.num_packs() {
-            let items = self.items(p);
-            for (i, &a) in items.iter().enumerate() {
-                if items[..i]
-                    .iter()
-                    .any(|&b| colors[b as usize] == colors[a as usize])
-                {
+            for &item in self.items(p) {
+                let c = colors[item as usize] as usize;
+                if seen[c] == p as u32 {
                     count += 1;
                 }
+                seen[c] = p as u32;
             }
         }
         count
     }
 
-    /// Writes each item's pack and its rank inside the pack (heaviest first, then lower item id).
-    pub fn write_assignment(&self, weights: &[f64], pack_of: &mut [u32], rank: &mut [u32]) {
-        let mut items: Vec<u32> = Vec::with_capacity(self.per_pack);
-        for p in 0..self.num_packs() {
-            items.clear();
-            items.extend_from_slice(self.items(p));
-            items.sort_by(|&a, &b| {
-                weights[b as usize]
-                    .total_cmp(&weights[a as usize])
-                    .then(a.cmp(&b))
-            });
-            for (r, &item) in items.iter().enumerate() {
-                pack_of[item as usize] = p as u32;
-                rank[item as usize] = r as u32;
-            }
+    /// Writes each item's pack and its position inside the pack.
+    pub fn write_assignment(&self, pack_of: &mut [u32], rank: &mut [u32]) {
+        for (pos, &item) in self.slots.iter().enumerate() {
+            pack_of[item as usize] = (pos / self.per_pack) as u32;
+            rank[item as usize] = (pos % self.per_pack) as u32;
         }
     }
 }

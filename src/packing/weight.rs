@@ -1,18 +1,39 @@
 //! Pack weights: `f32` for DeepSeek's f32 accumulation, `f64` for the refined planner.
+//!
+//! Orders are computed on integer keys that pack the weight's bits with an item index, so sorts and
+//! heaps compare one integer and ties always break by index, deterministically.
 
 use std::ops::{Add, AddAssign};
 
 /// A non-negative, finite weight that packs accumulate.
 pub trait Weight: Copy + PartialOrd + Add<Output = Self> + AddAssign + Default + Send + Sync {
-    /// A key whose unsigned order equals the numeric order of non-negative finite values.
-    fn order_key(self) -> u64;
+    /// An integer key packing the weight and an index.
+    type Key: Ord + Copy + Send + Sync + std::fmt::Debug;
+    /// Ascending keys = ascending weight, then ascending index.
+    fn ascending_key(self, index: u32) -> Self::Key;
+    /// Ascending keys = descending weight, then ascending index.
+    fn descending_key(self, index: u32) -> Self::Key;
+    /// Largest key = largest weight, then smallest index (for max-heaps).
+    fn max_first_key(self, index: u32) -> Self::Key;
+    /// The index packed in a key.
+    fn key_index(key: Self::Key) -> u32;
     /// The value in f64.
     fn as_f64(self) -> f64;
 }
 
 impl Weight for f32 {
-    fn order_key(self) -> u64 {
-        u64::from((self + 0.0).to_bits())
+    type Key = u64;
+    fn ascending_key(self, index: u32) -> u64 {
+        (u64::from((self + 0.0).to_bits()) << 32) | u64::from(index)
+    }
+    fn descending_key(self, index: u32) -> u64 {
+        (u64::from(!(self + 0.0).to_bits()) << 32) | u64::from(index)
+    }
+    fn max_first_key(self, index: u32) -> u64 {
+        (u64::from((self + 0.0).to_bits()) << 32) | u64::from(!index)
+    }
+    fn key_index(key: u64) -> u32 {
+        key as u32
     }
     fn as_f64(self) -> f64 {
         f64::from(self)
@@ -20,8 +41,18 @@ impl Weight for f32 {
 }
 
 impl Weight for f64 {
-    fn order_key(self) -> u64 {
-        (self + 0.0).to_bits()
+    type Key = u128;
+    fn ascending_key(self, index: u32) -> u128 {
+        (u128::from((self + 0.0).to_bits()) << 32) | u128::from(index)
+    }
+    fn descending_key(self, index: u32) -> u128 {
+        (u128::from(!(self + 0.0).to_bits()) << 32) | u128::from(index)
+    }
+    fn max_first_key(self, index: u32) -> u128 {
+        (u128::from((self + 0.0).to_bits()) << 32) | u128::from(!index)
+    }
+    fn key_index(key: u128) -> u32 {
+        key as u32
     }
     fn as_f64(self) -> f64 {
         self
@@ -30,17 +61,17 @@ impl Weight for f64 {
 
 /// Fills `order` with item indices sorted by weight descending; equal weights keep ascending index
 /// order (a stable descending sort, as DESIGN.md requires).
-pub fn sort_descending<W: Weight>(weights: &[W], keys: &mut Vec<(u64, u32)>, order: &mut Vec<u32>) {
+pub fn sort_descending<W: Weight>(weights: &[W], keys: &mut Vec<W::Key>, order: &mut Vec<u32>) {
     keys.clear();
     keys.extend(
         weights
             .iter()
             .enumerate()
-            .map(|(i, w)| (!w.order_key(), i as u32)),
+            .map(|(i, w)| w.descending_key(i as u32)),
     );
     keys.sort_unstable();
     order.clear();
-    order.extend(keys.iter().map(|&(_, i)| i));
+    order.extend(keys.iter().map(|&k| W::key_index(k)));
 }
 
 /// Division of a load by a replica count, in the weight's own precision.

@@ -12,7 +12,7 @@ use crate::replication::{ReplicationScratch, replicate_greedy};
 pub struct CountPlanner {
     phy2log: Vec<u32>,
     rank: Vec<u32>,
-    replication: ReplicationScratch,
+    replication: ReplicationScratch<f64>,
 }
 
 impl CountPlanner {

@@ -23,8 +23,8 @@ pub struct DeepSeekPlanner {
     replica_loads: Vec<f32>,
     gpu_of: Vec<u32>,
     rank_in_gpu: Vec<u32>,
-    greedy: GreedyScratch,
-    replication: ReplicationScratch,
+    greedy: GreedyScratch<f32>,
+    replication: ReplicationScratch<f32>,
 }
 
 impl DeepSeekPlanner {

@@ -47,7 +47,7 @@ pub struct RefinedPlanner {
     gpu_of: Vec<u32>,
     rank_in_gpu: Vec<u32>,
     scratch: Vec<f64>,
-    greedy: GreedyScratch,
+    greedy: GreedyScratch<f32>,
     packer: Packer,
     count_planner: CountPlanner,
     polish_state: PackState,
@@ -136,7 +136,7 @@ impl RefinedPlanner {
             let state = self
                 .packer
                 .pack(&self.group_loads, n, None, options.effort, Some(&self.group_pack));
-            state.write_assignment(&self.group_loads, &mut self.group_pack, &mut self.group_rank);
+            state.write_assignment(&mut self.group_pack, &mut self.group_rank);
         }
         if shape.num_groups % shape.num_nodes == 0 {
             for (dst, &p) in group_node.iter_mut().zip(&self.group_pack) {
@@ -201,7 +201,7 @@ impl RefinedPlanner {
             );
             self.gpu_of.resize(self.items.len(), 0);
             self.rank_in_gpu.resize(self.items.len(), 0);
-            state.write_assignment(&self.items, &mut self.gpu_of, &mut self.rank_in_gpu);
+            state.write_assignment(&mut self.gpu_of, &mut self.rank_in_gpu);
             let slot_base = node * slots_per_node;
             for i in 0..self.items.len() {
                 let slot = slot_base + self.gpu_of[i] as usize * k + self.rank_in_gpu[i] as usize;
