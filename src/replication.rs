@@ -39,14 +39,18 @@ pub fn replicate_greedy<W: PerReplica>(
     let heap = &mut scratch.heap;
     heap.clear();
     let mut limit = cap;
+    // Build the heap in one heapify pass (pushing one by one would sift each entry up).
     let push_all = |heap: &mut BinaryHeap<W::Key>, logcnt: &[u32], limit: u32| {
-        heap.extend(
+        let mut keys = std::mem::take(heap).into_vec();
+        keys.clear();
+        keys.extend(
             weights
                 .iter()
                 .enumerate()
                 .filter(|&(i, _)| logcnt[i] < limit)
                 .map(|(i, w)| w.per_replica(logcnt[i]).max_first_key(i as u32)),
         );
+        *heap = BinaryHeap::from(keys);
     };
     push_all(heap, logcnt, limit);
     for slot in e..phy2log.len() {
