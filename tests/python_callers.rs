@@ -38,31 +38,40 @@ fn library_name() -> String {
     )
 }
 
-/// The shared library next to the test binary; built with cargo when it is missing.
+/// The shared library of this build: the newer of `target/<profile>/libeplb.so` (what `cargo
+/// build` leaves) and `target/<profile>/deps/libeplb.so` (what `cargo test` itself compiles but
+/// does not copy up, so the former can be stale or missing). When neither exists, runs `cargo
+/// build --lib` for the profile; cargo releases its lock on the target directory before it runs
+/// the tests, so that does not block.
 fn library() -> &'static Path {
     static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
     LIBRARY.get_or_init(|| {
         let dir = profile_dir();
-        let lib = dir.join(library_name());
-        if !lib.is_file() {
-            let target = dir.parent().expect("target directory");
-            let mut cargo = Command::new(env!("CARGO"));
-            cargo
-                .args(["build", "--lib", "--manifest-path"])
-                .arg(Path::new(REPO).join("Cargo.toml"))
-                .env("CARGO_TARGET_DIR", target);
-            if dir.file_name().is_some_and(|name| name == "release") {
-                cargo.arg("--release");
-            }
-            let out = run(&mut cargo, "cargo build --lib", Duration::from_secs(600));
-            check(&out, "cargo build --lib");
-            assert!(
-                lib.is_file(),
-                "cargo build did not produce {}",
-                lib.display()
-            );
+        let uplifted = dir.join(library_name());
+        let newest = [uplifted.clone(), dir.join("deps").join(library_name())]
+            .into_iter()
+            .filter_map(|path| Some((path.metadata().ok()?.modified().ok()?, path)))
+            .max_by_key(|(modified, _)| *modified);
+        if let Some((_, path)) = newest {
+            return path;
         }
-        lib
+        let target = dir.parent().expect("target directory");
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
+            .args(["build", "--lib", "--manifest-path"])
+            .arg(Path::new(REPO).join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", target);
+        if dir.file_name().is_some_and(|name| name == "release") {
+            cargo.arg("--release");
+        }
+        let out = run(&mut cargo, "cargo build --lib", Duration::from_secs(600));
+        check(&out, "cargo build --lib");
+        assert!(
+            uplifted.is_file(),
+            "cargo build did not produce {}",
+            uplifted.display()
+        );
+        uplifted
     })
 }
 
@@ -125,6 +134,7 @@ fn check(out: &Output, what: &str) {
 /// A Python command with the checkout's package on the path and the built library named.
 fn python_in_repo() -> Command {
     require_numpy();
+    eprintln!("library under test: {}", library().display());
     let mut cmd = Command::new(python());
     cmd.current_dir(REPO)
         .env("EPLB_LIBRARY", library())
