@@ -18,7 +18,7 @@ use eplb::ffi::*;
 use harness::{Func, SplitMix, fuzz_one, misc_one, status_name};
 
 /// Calls per function (ten functions), plus as many checks of the functions without buffers.
-const CASES: u64 = 400;
+const CASES: u64 = 1000;
 
 fn seed(func_index: u64, case: u64) -> u64 {
     0x5EED_0000_0000 ^ (func_index << 32) ^ case

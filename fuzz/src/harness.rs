@@ -446,20 +446,16 @@ impl OptsBytes {
         if algorithm != EPLB_ALGORITHM_DEEPSEEK && algorithm != EPLB_ALGORITHM_REFINED {
             return Some("opts->algorithm");
         }
-        if let Some(effort) = self.get_i32(12)
-            && !(EPLB_EFFORT_FAST..=EPLB_EFFORT_MAX).contains(&effort)
-        {
+        let effort = self.get_i32(12).unwrap_or(EPLB_EFFORT_DEFAULT);
+        if !(EPLB_EFFORT_FAST..=EPLB_EFFORT_MAX).contains(&effort) {
             return Some("opts->effort");
         }
-        if let Some(loss) = self.get_f64(16)
-            && !(loss.is_finite() && loss >= 0.0)
-        {
+        let loss = self.get_f64(16).unwrap_or(0.0);
+        if !(loss.is_finite() && loss >= 0.0) {
             return Some("opts->max_balance_loss");
         }
-        if let Some(share) = self.get_f64(24)
-            && (!(0.0..=1.0).contains(&share)
-                || (share > 0.0 && algorithm == EPLB_ALGORITHM_DEEPSEEK))
-        {
+        let share = self.get_f64(24).unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&share) || (share > 0.0 && algorithm == EPLB_ALGORITHM_DEEPSEEK) {
             return Some("opts->max_off_home_share");
         }
         None
@@ -849,9 +845,11 @@ pub fn run(call: &Call) -> Outcome {
             *b = sentinel(i);
         }
         let mut put = |arg: Arg, data: &dyn Fn() -> Vec<u8>| {
-            if matches!(call.ptr(arg), Ptr::Normal | Ptr::Misaligned(_))
-                && let Some(o) = at.iter().find(|(a, _)| *a == arg).map(|(_, o)| *o)
-            {
+            let offset = at.iter().find(|(a, _)| *a == arg).map(|(_, o)| *o);
+            if let (true, Some(o)) = (
+                matches!(call.ptr(arg), Ptr::Normal | Ptr::Misaligned(_)),
+                offset,
+            ) {
                 let mut data = data();
                 data.resize(call.declared_bytes(arg).unwrap_or(0), 0);
                 bytes[o..o + data.len()].copy_from_slice(&data);
@@ -1514,33 +1512,23 @@ fn check_evaluation(call: &Call, out: &Outcome) -> Result<(), String> {
     let field = |at: usize| (at + 8 <= size).then(|| read_f64(&out.after, o + at));
     let count = |at: usize| (at + 8 <= size).then(|| read_usize(&out.after, o + at));
     for at in [8, 16, 24, 40, 48, 56, 64, 80, 88] {
-        if let Some(v) = field(at)
-            && !v.is_finite()
-        {
+        if let Some(v) = field(at).filter(|v| !v.is_finite()) {
             return Err(format!("plan stats field at byte {at} is {v}"));
         }
     }
-    if let Some(b) = field(8)
-        && !(b > 0.0 && b <= 1.0 + 1e-12)
-    {
+    if let Some(b) = field(8).filter(|&b| !(b > 0.0 && b <= 1.0 + 1e-12)) {
         return Err(format!("balancedness {b}"));
     }
-    if let Some(w) = count(32)
-        && (l > 0 && w >= l || l == 0 && w != 0)
-    {
+    if let Some(w) = count(32).filter(|&w| l > 0 && w >= l || l == 0 && w != 0) {
         return Err(format!("worst_layer {w} with {l} layers"));
     }
-    if let Some(d) = count(72)
-        && d != dup_total
-    {
+    if let Some(d) = count(72).filter(|&d| d != dup_total) {
         return Err(format!("duplicated_replicas {d}, expected {dup_total}"));
     }
     if let Some(old) = out.old_plan(call) {
         let m = migration(phy, &old, &s);
         for (at, want) in [(104, m[0]), (112, m[2]), (120, m[3])] {
-            if let Some(got) = count(at)
-                && got != want
-            {
+            if let Some(got) = count(at).filter(|&got| got != want) {
                 return Err(format!("plan stats at byte {at}: {got}, expected {want}"));
             }
         }
@@ -1582,7 +1570,7 @@ pub trait Source {
 pub struct SplitMix(pub u64);
 
 impl SplitMix {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -1593,7 +1581,7 @@ impl SplitMix {
 
 impl Source for SplitMix {
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
 }
 
@@ -2167,18 +2155,12 @@ pub fn model(call: &Call) -> Expect {
     let nullified = |arg: Arg| call.present(arg) && call.ptr(arg) == Ptr::Null;
     // Options.
     let mut opts_ok = true;
-    if let Some(o) = &call.opts
-        && !nullified(Arg::Opts)
-        && let Some(_field) = o.fault()
-    {
+    if call.opts.as_ref().is_some_and(|o| o.fault().is_some()) && !nullified(Arg::Opts) {
         opts_ok = false;
         x.fault(EPLB_STATUS_INVALID_OPTIONS);
     }
     // Statistics structs.
-    if let Some(st) = call.stats
-        && !nullified(Arg::Stats)
-        && !st.valid()
-    {
+    if call.stats.is_some_and(|st| !st.valid()) && !nullified(Arg::Stats) {
         x.fault(EPLB_STATUS_INVALID_OPTIONS);
     }
     if !in_arena(Arg::Load) {
