@@ -83,7 +83,9 @@ inline void expect_size(const char *what, std::size_t got, std::size_t want) {
 }  // namespace detail
 
 /** The library version, "MAJOR.MINOR.PATCH". */
-inline const char *version() noexcept { return eplb_version(); }
+inline const char *version() noexcept {
+    return eplb_version();
+}
 
 /** `eplb_options.algorithm`. */
 enum class Algorithm : std::int32_t {
@@ -149,15 +151,16 @@ class Plan;
 namespace detail {
 template <typename Load>
 inline Plan plan_impl(const Load *load, std::size_t num_layers, std::size_t num_logical,
-               std::size_t num_replicas, std::size_t num_groups, std::size_t num_nodes,
-               std::size_t num_gpus, const Options &opts, const std::int64_t *old_phy2log,
-               MigrationStats *migration);
+                      std::size_t num_replicas, std::size_t num_groups, std::size_t num_nodes,
+                      std::size_t num_gpus, const Options &opts, const std::int64_t *old_phy2log,
+                      MigrationStats *migration);
 }  // namespace detail
 
 /**
  * A placement plan: phy2log [layers][replicas], logcnt [layers][logical], log2phy
  * [layers][logical][log2phy_width] (slots ascending, padded with -1; the width is the largest
- * replica count), group_node [layers][groups] (home node of each group, -1 under the global policy).
+ * replica count), group_node [layers][groups] (home node of each group, -1 under the global
+ * policy).
  */
 class Plan {
 public:
@@ -192,9 +195,9 @@ public:
 
 private:
     template <typename Load>
-    friend Plan detail::plan_impl(const Load *, std::size_t, std::size_t, std::size_t,
-                                  std::size_t, std::size_t, std::size_t, const Options &,
-                                  const std::int64_t *, MigrationStats *);
+    friend Plan detail::plan_impl(const Load *, std::size_t, std::size_t, std::size_t, std::size_t,
+                                  std::size_t, std::size_t, const Options &, const std::int64_t *,
+                                  MigrationStats *);
 
     std::size_t num_layers_ = 0, num_logical_ = 0, num_replicas_ = 0, num_groups_ = 0,
                 num_nodes_ = 0, num_gpus_ = 0, width_ = 0;
@@ -246,8 +249,8 @@ inline eplb_status evaluate_call(const float *w, std::size_t l, std::size_t e, s
                                  eplb_plan_stats *st, eplb_layer_stats *ls) {
     return eplb_evaluate_plan(w, l, e, r, g, n, p, p2l, cnt, gn, old, st, ls);
 }
-inline eplb_status evaluate_call(const std::int64_t *w, std::size_t l, std::size_t e,
-                                 std::size_t r, std::size_t g, std::size_t n, std::size_t p,
+inline eplb_status evaluate_call(const std::int64_t *w, std::size_t l, std::size_t e, std::size_t r,
+                                 std::size_t g, std::size_t n, std::size_t p,
                                  const std::int64_t *p2l, const std::int64_t *cnt,
                                  const std::int64_t *gn, const std::int64_t *old,
                                  eplb_plan_stats *st, eplb_layer_stats *ls) {
@@ -264,10 +267,10 @@ inline Plan plan_impl(const Load *load, std::size_t num_layers, std::size_t num_
     plan.phy2log_.resize(detail::product(num_layers, num_replicas));
     plan.logcnt_.resize(detail::product(num_layers, num_logical));
     plan.group_node_.resize(detail::product(num_layers, num_groups));
-    detail::check(detail::plan_call(
-        load, num_layers, num_logical, num_replicas, num_groups, num_nodes, num_gpus, &opts.raw(),
-        old_phy2log, plan.phy2log_.data(), plan.logcnt_.data(), plan.group_node_.data(),
-        migration));
+    detail::check(detail::plan_call(load, num_layers, num_logical, num_replicas, num_groups,
+                                    num_nodes, num_gpus, &opts.raw(), old_phy2log,
+                                    plan.phy2log_.data(), plan.logcnt_.data(),
+                                    plan.group_node_.data(), migration));
     plan.num_layers_ = num_layers;
     plan.num_logical_ = num_logical;
     plan.num_replicas_ = num_replicas;
@@ -300,15 +303,15 @@ inline Plan plan_impl(const Load *load, std::size_t num_layers, std::size_t num_
                                             std::size_t num_groups, std::size_t num_nodes,
                                             std::size_t num_gpus, const Options &opts = Options()) {
     return detail::plan_impl(weight, num_layers, num_logical, num_replicas, num_groups, num_nodes,
-                     num_gpus, opts, nullptr, nullptr);
+                             num_gpus, opts, nullptr, nullptr);
 }
 /** eplb_rebalance_experts_i64. */
 [[nodiscard]] inline Plan rebalance_experts(const std::int64_t *load, std::size_t num_layers,
                                             std::size_t num_logical, std::size_t num_replicas,
                                             std::size_t num_groups, std::size_t num_nodes,
                                             std::size_t num_gpus, const Options &opts = Options()) {
-    return detail::plan_impl(load, num_layers, num_logical, num_replicas, num_groups, num_nodes, num_gpus,
-                     opts, nullptr, nullptr);
+    return detail::plan_impl(load, num_layers, num_logical, num_replicas, num_groups, num_nodes,
+                             num_gpus, opts, nullptr, nullptr);
 }
 template <typename Load>
 [[nodiscard]] inline Plan rebalance_experts(const std::vector<Load> &load, std::size_t num_layers,
@@ -331,7 +334,7 @@ template <typename Load>
     Replan r{};
     r.migration.struct_size = sizeof(MigrationStats);
     r.plan = detail::plan_impl(weight, num_layers, num_logical, num_replicas, num_groups, num_nodes,
-                       num_gpus, opts, old_phy2log, &r.migration);
+                               num_gpus, opts, old_phy2log, &r.migration);
     return r;
 }
 /** eplb_replan_experts_i64. */
@@ -343,7 +346,7 @@ template <typename Load>
     Replan r{};
     r.migration.struct_size = sizeof(MigrationStats);
     r.plan = detail::plan_impl(load, num_layers, num_logical, num_replicas, num_groups, num_nodes,
-                       num_gpus, opts, old_phy2log, &r.migration);
+                               num_gpus, opts, old_phy2log, &r.migration);
     return r;
 }
 template <typename Load>
@@ -357,8 +360,7 @@ template <typename Load>
     detail::expect_size("old_phy2log", old_phy2log.size(),
                         detail::product(num_layers, num_replicas));
     return replan_experts(detail::data_or_null(load), num_layers, num_logical, num_replicas,
-                          num_groups, num_nodes, num_gpus, detail::data_or_null(old_phy2log),
-                          opts);
+                          num_groups, num_nodes, num_gpus, detail::data_or_null(old_phy2log), opts);
 }
 /** Re-plans from `old` with its own shape. */
 template <typename Load>
@@ -401,20 +403,17 @@ template <typename Load>
     r.replica_rank.resize(r.phy2log.size());
     r.logcnt.resize(detail::product(num_layers, num_logical));
     detail::check(eplb_replicate_experts(weight, num_layers, num_logical, num_physical,
-                                         r.phy2log.data(), r.replica_rank.data(),
-                                         r.logcnt.data()));
+                                         r.phy2log.data(), r.replica_rank.data(), r.logcnt.data()));
     r.num_layers = num_layers;
     r.num_logical = num_logical;
     r.num_physical = num_physical;
     return r;
 }
 [[nodiscard]] inline Replication replicate_experts(const std::vector<float> &weight,
-                                                   std::size_t num_layers,
-                                                   std::size_t num_logical,
+                                                   std::size_t num_layers, std::size_t num_logical,
                                                    std::size_t num_physical) {
     detail::expect_size("weight", weight.size(), detail::product(num_layers, num_logical));
-    return replicate_experts(detail::data_or_null(weight), num_layers, num_logical,
-                             num_physical);
+    return replicate_experts(detail::data_or_null(weight), num_layers, num_logical, num_physical);
 }
 
 // ---- evaluate_plan ----

@@ -5,9 +5,10 @@
 //! library); checks that `include/eplb.h` compiles as C99 and C++17 and that both headers can be
 //! included twice.
 //!
-//! The libraries come from the profile directory of this test binary (`target/<profile>/`), which
-//! `cargo test` fills because the crate declares the `cdylib` and `staticlib` crate types. When
-//! they are missing, the test builds them with `cargo build --lib` into `target/c-callers`.
+//! The libraries come from the profile directory of this test binary: `target/<profile>/deps/`,
+//! where `cargo test` builds them because the crate declares the `cdylib` and `staticlib` crate
+//! types, else `target/<profile>/` (`cargo build`). When both lack them, the test builds them with
+//! `cargo build --lib` into `target/c-callers`.
 //! A missing tool (C/C++ compiler, sanitizer runtime, valgrind) prints a skip message; run
 //! `scripts/setup.sh` to install them.
 
@@ -64,26 +65,27 @@ fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The target dir this test binary was built in (`<target>/<profile>/deps/<test>`), whether it
+/// comes from `CARGO_TARGET_DIR`, `build.target-dir` or the default `target/`.
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| {
-            if p.is_absolute() {
-                p
-            } else {
-                manifest_dir().join(p)
-            }
-        })
-        .unwrap_or_else(|| manifest_dir().join("target"))
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.ancestors()
+        .nth(3)
+        .expect("test binary lives in <target>/<profile>/deps")
+        .to_path_buf()
 }
 
 /// The directory holding `libeplb.so` and `libeplb.a`, built once per test process.
 fn lib_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        // `cargo test` builds the cdylib and staticlib next to the rlib it links the tests
+        // against, in target/<profile>/deps (fresh); `cargo build` copies them up a level.
         let dir = profile_dir();
-        if dir.join("libeplb.so").is_file() && dir.join("libeplb.a").is_file() {
-            return dir;
+        for candidate in [dir.join("deps"), dir.clone()] {
+            if candidate.join("libeplb.so").is_file() && candidate.join("libeplb.a").is_file() {
+                return candidate;
+            }
         }
         // Not produced by this `cargo test` (unusual): build them into a separate target dir so
         // that the outer cargo's lock on the main one cannot deadlock us.
@@ -205,15 +207,35 @@ fn exe_name(src: &str) -> String {
         .to_string()
 }
 
+/// Builds every example (with `-g`) against one library, once per test process; None for an
+/// example whose compiler is missing. The valgrind test reuses the shared builds.
+fn built(link: Link) -> &'static [(&'static str, Option<PathBuf>)] {
+    static SHARED: OnceLock<Vec<(&str, Option<PathBuf>)>> = OnceLock::new();
+    static STATIC: OnceLock<Vec<(&str, Option<PathBuf>)>> = OnceLock::new();
+    let cell = match link {
+        Link::Shared => &SHARED,
+        Link::Static => &STATIC,
+    };
+    cell.get_or_init(|| {
+        let dir = work_dir(&format!("{link:?}").to_lowercase());
+        EXAMPLES
+            .iter()
+            .map(|&(src, lang)| {
+                if !have(&compiler(lang), &format!("{src} ({link:?})")) {
+                    return (src, None);
+                }
+                let exe = dir.join(exe_name(src));
+                compile(src, lang, link, &["-g"], &exe);
+                (src, Some(exe))
+            })
+            .collect()
+    })
+}
+
 fn build_and_run_all(link: Link) {
-    let dir = work_dir(&format!("{link:?}").to_lowercase());
-    for &(src, lang) in EXAMPLES {
-        if !have(&compiler(lang), &format!("{src} ({link:?})")) {
-            continue;
-        }
-        let exe = dir.join(exe_name(src));
-        compile(src, lang, link, &[], &exe);
-        let out = run(&[], &exe);
+    for (src, exe) in built(link) {
+        let Some(exe) = exe else { continue };
+        let out = run(&[], exe);
         assert!(
             out.status.success(),
             "{src} ({link:?}) failed:\n{}",
@@ -294,13 +316,8 @@ fn examples_under_valgrind() {
     if !have("valgrind", "valgrind run") {
         return;
     }
-    let dir = work_dir("valgrind");
-    for &(src, lang) in EXAMPLES {
-        if !have(&compiler(lang), &format!("{src} (valgrind)")) {
-            continue;
-        }
-        let exe = dir.join(exe_name(src));
-        compile(src, lang, Link::Shared, &["-g"], &exe);
+    for (src, exe) in built(Link::Shared) {
+        let Some(exe) = exe else { continue };
         let out = run(
             &[
                 "valgrind",
@@ -309,7 +326,7 @@ fn examples_under_valgrind() {
                 "--leak-check=full",
                 "--errors-for-leak-kinds=definite",
             ],
-            &exe,
+            exe,
         );
         assert!(
             out.status.success(),

@@ -6,7 +6,8 @@
  * Build (shared):  cc -std=c99 -Iinclude examples/c/example.c -Ltarget/release -leplb
  * Build (static):  cc -std=c99 -Iinclude examples/c/example.c target/release/libeplb.a \
  *                     -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
- * Run by tests/c_callers.rs (shared, static, sanitizers, valgrind) and tests/install.rs (pkg-config).
+ * Run by tests/c_callers.rs (shared, static, sanitizers, valgrind) and tests/install.rs
+ * (pkg-config).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -27,14 +28,14 @@ enum {
 
 static int failures = 0;
 
-#define CHECK(cond, ...)                                                     \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
+#define CHECK(cond, ...)                                                      \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
             fprintf(stderr, "FAILED %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                    \
-            fprintf(stderr, "\n");                                           \
-            failures++;                                                      \
-        }                                                                    \
+            fprintf(stderr, __VA_ARGS__);                                     \
+            fprintf(stderr, "\n");                                            \
+            failures++;                                                       \
+        }                                                                     \
     } while (0)
 
 /* Checks one plan of shape [layers][replicas] / [layers][experts] / [layers][experts][width]. */
@@ -57,24 +58,24 @@ static void check_plan(const char *name, size_t layers, size_t experts, size_t r
         for (e = 0; e < experts; e++) {
             CHECK(cnt[e] >= 1, "%s layer %zu: expert %zu has %lld replicas", name, l, e,
                   (long long)cnt[e]);
-            CHECK((size_t)cnt[e] <= width, "%s layer %zu: expert %zu count %lld > width", name,
-                  l, e, (long long)cnt[e]);
+            CHECK((size_t)cnt[e] <= width, "%s layer %zu: expert %zu count %lld > width", name, l,
+                  e, (long long)cnt[e]);
             sum += cnt[e];
         }
         CHECK(sum == (int64_t)replicas, "%s layer %zu: logcnt sums to %lld", name, l,
               (long long)sum);
         for (s = 0; s < replicas; s++) {
             int64_t x = p2l[s];
-            CHECK(x >= 0 && x < (int64_t)experts, "%s layer %zu: slot %zu holds %lld", name, l,
-                  s, (long long)x);
+            CHECK(x >= 0 && x < (int64_t)experts, "%s layer %zu: slot %zu holds %lld", name, l, s,
+                  (long long)x);
             if (x >= 0 && x < (int64_t)experts) {
                 seen[x]++;
             }
             slots_on_gpu[s / per_gpu]++;
         }
         for (e = 0; e < experts; e++) {
-            CHECK(seen[e] == cnt[e], "%s layer %zu: expert %zu in %lld slots, logcnt %lld", name,
-                  l, e, (long long)seen[e], (long long)cnt[e]);
+            CHECK(seen[e] == cnt[e], "%s layer %zu: expert %zu in %lld slots, logcnt %lld", name, l,
+                  e, (long long)seen[e], (long long)cnt[e]);
             for (k = 0; k < width; k++) {
                 int64_t slot = l2p[e * width + k];
                 if ((int64_t)k < cnt[e]) {
@@ -110,7 +111,8 @@ static void print_plan(const char *name, const int64_t *phy2log, const int64_t *
     for (l = 0; l < LAYERS; l++) {
         printf("  layer %zu phy2log:", l);
         for (s = 0; s < REPLICAS; s++) {
-            printf("%s%lld", (s % per_gpu == 0) ? " | " : " ", (long long)phy2log[l * REPLICAS + s]);
+            printf("%s%lld", (s % per_gpu == 0) ? " | " : " ",
+                   (long long)phy2log[l * REPLICAS + s]);
         }
         printf(" |\n  layer %zu logcnt: ", l);
         for (e = 0; e < EXPERTS; e++) {
@@ -203,8 +205,8 @@ int main(void) {
                              ds_phy2log, new_phy2log, new_log2phy, WIDTH, new_logcnt, &migration);
     CHECK(st == EPLB_STATUS_OK, "replan: %s", eplb_status_str(st));
     if (st == EPLB_STATUS_OK) {
-        check_plan("replan", LAYERS, EXPERTS, REPLICAS, GPUS, new_phy2log, new_logcnt,
-                   new_log2phy, WIDTH);
+        check_plan("replan", LAYERS, EXPERTS, REPLICAS, GPUS, new_phy2log, new_logcnt, new_log2phy,
+                   WIDTH);
         CHECK(migration.weights_moved <= migration.weights_total, "moved %zu of %zu",
               migration.weights_moved, migration.weights_total);
         printf("replan from the deepseek plan moves %zu of %zu expert weights\n",

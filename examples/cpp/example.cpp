@@ -132,8 +132,8 @@ int main() {
     opts.algorithm = EPLB_ALGORITHM_DEEPSEEK;
     Plan deepseek;
     st = eplb_rebalance_experts_i64(load.data(), kLayers, kExperts, kReplicas, kGroups, kNodes,
-                                    kGpus, &opts, deepseek.phy2log.data(),
-                                    deepseek.log2phy.data(), kWidth, deepseek.logcnt.data());
+                                    kGpus, &opts, deepseek.phy2log.data(), deepseek.log2phy.data(),
+                                    kWidth, deepseek.logcnt.data());
     check(st == EPLB_STATUS_OK, std::string("deepseek: ") + eplb_status_str(st));
     if (st == EPLB_STATUS_OK) {
         check_plan("deepseek", deepseek);
@@ -149,17 +149,17 @@ int main() {
                             deepseek.phy2log.data(), &stats, per_layer.data());
     check(st == EPLB_STATUS_OK, std::string("evaluate: ") + eplb_status_str(st));
     check(stats.balancedness > 0.0 && stats.balancedness <= 1.0, "balancedness in (0, 1]");
-    std::printf("refined: balancedness %.4f (worst layer %zu: %.4f), %zu weights differ from "
-                "the deepseek plan\n",
-                stats.balancedness, stats.worst_layer, stats.worst_layer_balancedness,
-                stats.weights_moved);
+    std::printf(
+        "refined: balancedness %.4f (worst layer %zu: %.4f), %zu weights differ from "
+        "the deepseek plan\n",
+        stats.balancedness, stats.worst_layer, stats.worst_layer_balancedness, stats.weights_moved);
 
     // Error path: a log2phy width below the largest replica count. Outputs stay untouched.
     Plan untouched;
     untouched.phy2log.assign(untouched.phy2log.size(), 777);
-    st = eplb_rebalance_experts(weight.data(), kLayers, kExperts, kReplicas, kGroups, kNodes,
-                                kGpus, nullptr, untouched.phy2log.data(),
-                                untouched.log2phy.data(), 1, untouched.logcnt.data());
+    st = eplb_rebalance_experts(weight.data(), kLayers, kExperts, kReplicas, kGroups, kNodes, kGpus,
+                                nullptr, untouched.phy2log.data(), untouched.log2phy.data(), 1,
+                                untouched.logcnt.data());
     check(st == EPLB_STATUS_WIDTH_TOO_SMALL, "width 1 accepted");
     const std::string msg = last_error();
     check(!msg.empty(), "empty error message");

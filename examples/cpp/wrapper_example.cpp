@@ -2,8 +2,9 @@
 // evaluates, packs and replicates with owned results and exceptions, and checks the results.
 // Exits 0 when every check passes, 1 otherwise.
 //
-// Build (shared):  c++ -std=c++17 -Iinclude examples/cpp/wrapper_example.cpp -Ltarget/release -leplb
-// Run by tests/c_callers.rs (shared, static, sanitizers, valgrind) and tests/install.rs (CMake).
+// Build (shared):  c++ -std=c++17 -Iinclude examples/cpp/wrapper_example.cpp
+//                     -Ltarget/release -leplb
+// Run by tests/c_callers.rs (shared, static, sanitizers, valgrind).
 #include <cstdint>
 #include <cstdio>
 #include <stdexcept>
@@ -27,8 +28,7 @@ void check(bool ok, const std::string &what) {
 void check_plan(const std::string &name, const eplb::Plan &plan) {
     const std::size_t per_gpu = plan.slots_per_gpu();
     check(per_gpu * plan.num_gpus() == plan.num_replicas(), name + ": slots per GPU");
-    check(plan.log2phy().size() ==
-              plan.num_layers() * plan.num_logical() * plan.log2phy_width(),
+    check(plan.log2phy().size() == plan.num_layers() * plan.num_logical() * plan.log2phy_width(),
           name + ": log2phy size");
     std::int64_t widest = 0;
     for (std::size_t l = 0; l < plan.num_layers(); ++l) {
@@ -85,9 +85,9 @@ int main() {
         const eplb::Plan refined_i64 =
             eplb::rebalance_experts(load, layers, experts, replicas, groups, nodes, gpus);
         check(refined_i64.phy2log() == refined.phy2log(), "float and int64 loads agree");
-        const eplb::Plan deepseek = eplb::rebalance_experts(
-            load.data(), layers, experts, replicas, groups, nodes, gpus,
-            eplb::Options().algorithm(eplb::Algorithm::DeepSeek));
+        const eplb::Plan deepseek =
+            eplb::rebalance_experts(load.data(), layers, experts, replicas, groups, nodes, gpus,
+                                    eplb::Options().algorithm(eplb::Algorithm::DeepSeek));
         check_plan("deepseek", deepseek);
 
         // Evaluate: refined is never worse than DeepSeek on any layer.
