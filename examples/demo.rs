@@ -115,7 +115,11 @@ fn main() {
         );
         let mut charts = vec![("no rebalancing".to_string(), before)];
         for (label, algorithm, effort) in [
-            ("DeepSeek (compatible)", Algorithm::DeepSeek, Effort::Default),
+            (
+                "DeepSeek (compatible)",
+                Algorithm::DeepSeek,
+                Effort::Default,
+            ),
             ("refined (default)", Algorithm::Refined, Effort::Default),
             ("refined (max effort)", Algorithm::Refined, Effort::Max),
         ] {

@@ -104,7 +104,9 @@ pub enum Error {
         align: usize,
     },
     /// Two buffers overlap where at least one of them is written.
-    #[error("{first} and {second} overlap; every output buffer must be disjoint from the other buffers")]
+    #[error(
+        "{first} and {second} overlap; every output buffer must be disjoint from the other buffers"
+    )]
     OverlappingBuffers {
         first: &'static str,
         second: &'static str,

@@ -76,10 +76,14 @@ pub fn min_max_replica_load(loads: &[f64], num_slots: usize) -> f64 {
 /// over the GPUs per node.
 pub fn layer_lower_bound(loads: &[f64], shape: &Shape) -> f64 {
     let total: f64 = loads.iter().sum();
-    let mut bound = (total / shape.num_gpus as f64).max(min_max_replica_load(loads, shape.num_replicas));
+    let mut bound =
+        (total / shape.num_gpus as f64).max(min_max_replica_load(loads, shape.num_replicas));
     if shape.policy() == Policy::Hierarchical && shape.num_nodes > 1 {
         let group_size = shape.num_logical / shape.num_groups;
-        let groups: Vec<f64> = loads.chunks_exact(group_size).map(|g| g.iter().sum()).collect();
+        let groups: Vec<f64> = loads
+            .chunks_exact(group_size)
+            .map(|g| g.iter().sum())
+            .collect();
         let node_bound = best_node_split(&groups, shape.num_nodes);
         bound = bound.max(node_bound / shape.gpus_per_node() as f64);
     }
@@ -98,7 +102,12 @@ pub fn best_node_split(group_loads: &[f64], num_nodes: usize) -> f64 {
     let mut packer = Packer::default();
     let state = packer.pack(group_loads, num_nodes, None, Effort::Default, None);
     let mut state = state.clone();
-    let proven = exact::solve(&mut state, group_loads, 2_000_000, &mut ExactScratch::default());
+    let proven = exact::solve(
+        &mut state,
+        group_loads,
+        2_000_000,
+        &mut ExactScratch::default(),
+    );
     if proven { state.max_load() } else { weak }
 }
 
@@ -261,7 +270,12 @@ pub fn off_home_share(
 
 /// The home node of each group inferred from a plan: the node carrying the largest share of the
 /// group's load (lowest node on ties).
-pub fn infer_group_nodes(loads: &[f64], phy2log: &[i64], logcnt: &[i64], shape: &Shape) -> Vec<i64> {
+pub fn infer_group_nodes(
+    loads: &[f64],
+    phy2log: &[i64],
+    logcnt: &[i64],
+    shape: &Shape,
+) -> Vec<i64> {
     let group_size = shape.num_logical / shape.num_groups;
     let slots_per_node = shape.num_replicas / shape.num_nodes;
     let mut share = vec![0.0f64; shape.num_groups * shape.num_nodes];
@@ -336,7 +350,11 @@ pub fn plan_stats<L: Load>(
             balancedness: if max > 0.0 { mean / max } else { 1.0 },
             max_slot_load: max_slot,
             lower_bound,
-            gap: if lower_bound > 0.0 { max / lower_bound - 1.0 } else { 0.0 },
+            gap: if lower_bound > 0.0 {
+                max / lower_bound - 1.0
+            } else {
+                0.0
+            },
             duplicated_replicas: duplicated_replicas(plan_row, k),
             ..LayerStats::default()
         };
@@ -381,7 +399,11 @@ pub fn plan_stats<L: Load>(
     stats.balancedness = ratio(sum_mean, sum_max);
     stats.slot_balancedness = ratio(sum_slot_mean, sum_slot_max);
     stats.lower_bound = sum_lb;
-    stats.gap = if sum_lb > 0.0 { sum_max / sum_lb - 1.0 } else { 0.0 };
+    stats.gap = if sum_lb > 0.0 {
+        sum_max / sum_lb - 1.0
+    } else {
+        0.0
+    };
     if shape.num_layers > 0 {
         stats.mean_off_home_share /= shape.num_layers as f64;
     }

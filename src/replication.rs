@@ -43,13 +43,11 @@ pub fn replicate_greedy<W: PerReplica>(
     let push_all = |heap: &mut BinaryHeap<W::Key>, logcnt: &[u32], limit: u32| {
         let mut keys = std::mem::take(heap).into_vec();
         keys.clear();
-        keys.extend(
-            weights
-                .iter()
-                .enumerate()
-                .filter(|&(i, _)| logcnt[i] < limit)
-                .map(|(i, w)| w.per_replica(logcnt[i]).max_first_key(i as u32)),
-        );
+        for (i, (&w, &c)) in weights.iter().zip(logcnt.iter()).enumerate() {
+            if c < limit {
+                keys.push(w.per_replica(c).max_first_key(i as u32));
+            }
+        }
         *heap = BinaryHeap::from(keys);
     };
     push_all(heap, logcnt, limit);

@@ -81,7 +81,9 @@ fn random_loads(rng: &mut Rng, n: usize) -> Vec<f32> {
 fn check_invariants(plan: &Plan, loads: &[f32], shape: &Shape, context: &str) -> Vec<f64> {
     let (e, r) = (shape.num_logical, shape.num_replicas);
     let width = r - e + 1;
-    let log2phy = plan.log2phy(width).expect("width r - e + 1 always suffices");
+    let log2phy = plan
+        .log2phy(width)
+        .expect("width r - e + 1 always suffices");
     let mut maxima = Vec::new();
     for layer in 0..shape.num_layers {
         let row = &plan.phy2log[layer * r..(layer + 1) * r];
@@ -92,14 +94,23 @@ fn check_invariants(plan: &Plan, loads: &[f32], shape: &Shape, context: &str) ->
             counted[x as usize] += 1;
         }
         assert_eq!(counted, cnt, "{context}: logcnt disagrees with phy2log");
-        assert!(cnt.iter().all(|&c| c >= 1), "{context}: expert without replica");
+        assert!(
+            cnt.iter().all(|&c| c >= 1),
+            "{context}: expert without replica"
+        );
         assert_eq!(cnt.iter().sum::<i64>(), r as i64, "{context}: counts sum");
         for x in 0..e {
             let slots = &log2phy[(layer * e + x) * width..(layer * e + x + 1) * width];
             let c = cnt[x] as usize;
-            assert!(slots[..c].windows(2).all(|w| w[0] < w[1]), "{context}: ascending");
+            assert!(
+                slots[..c].windows(2).all(|w| w[0] < w[1]),
+                "{context}: ascending"
+            );
             assert!(slots[c..].iter().all(|&s| s == -1), "{context}: padding");
-            assert!(slots[..c].iter().all(|&s| row[s as usize] == x as i64), "{context}: log2phy");
+            assert!(
+                slots[..c].iter().all(|&s| row[s as usize] == x as i64),
+                "{context}: log2phy"
+            );
         }
         if shape.policy() == Policy::Hierarchical {
             // Every replica stays in the node of its group (strict hierarchical plan).
@@ -114,7 +125,10 @@ fn check_invariants(plan: &Plan, loads: &[f32], shape: &Shape, context: &str) ->
                 );
             }
         }
-        let f: Vec<f64> = loads[layer * e..(layer + 1) * e].iter().map(|&v| f64::from(v)).collect();
+        let f: Vec<f64> = loads[layer * e..(layer + 1) * e]
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
         let mut gpus = Vec::new();
         gpu_loads(&f, row, cnt, shape.slots_per_gpu(), &mut gpus);
         maxima.push(gpus.iter().copied().fold(0.0, f64::max));
@@ -137,10 +151,17 @@ fn refined_is_valid_never_worse_than_deepseek_and_avoids_duplicates() {
     for case in 0..3000 {
         let shape = random_shape(&mut rng);
         let loads = random_loads(&mut rng, shape.num_layers * shape.num_logical);
-        let effort = rng.pick(&[Effort::Fast, Effort::Default, Effort::Default, Effort::High, Effort::Max]);
+        let effort = rng.pick(&[
+            Effort::Fast,
+            Effort::Default,
+            Effort::Default,
+            Effort::High,
+            Effort::Max,
+        ]);
         let context = format!("case {case}: {shape:?} {effort:?}");
         let ds = rebalance_experts(&loads, &shape, &options(Algorithm::DeepSeek, effort)).unwrap();
-        let refined = rebalance_experts(&loads, &shape, &options(Algorithm::Refined, effort)).unwrap();
+        let refined =
+            rebalance_experts(&loads, &shape, &options(Algorithm::Refined, effort)).unwrap();
         let ds_max = check_invariants(&ds, &loads, &shape, &context);
         let refined_max = check_invariants(&refined, &loads, &shape, &context);
         let (g, n) = shape.effective_groups_nodes();
@@ -167,10 +188,14 @@ fn refined_is_valid_never_worse_than_deepseek_and_avoids_duplicates() {
             }
         }
         // Deterministic.
-        let again = rebalance_experts(&loads, &shape, &options(Algorithm::Refined, effort)).unwrap();
+        let again =
+            rebalance_experts(&loads, &shape, &options(Algorithm::Refined, effort)).unwrap();
         assert_eq!(again, refined, "{context}: not deterministic");
     }
-    assert!(duplicates_avoided > 0, "the sample should contain DeepSeek duplicates that refined avoids");
+    assert!(
+        duplicates_avoided > 0,
+        "the sample should contain DeepSeek duplicates that refined avoids"
+    );
 }
 
 #[test]
@@ -183,8 +208,22 @@ fn refined_packing_is_exact_in_size_and_never_heavier_than_greedy() {
         let layers = 1 + rng.below(3);
         let loads = random_loads(&mut rng, layers * items);
         let effort = rng.pick(&[Effort::Fast, Effort::Default, Effort::High, Effort::Max]);
-        let ds = balanced_packing(&loads, layers, items, packs, &options(Algorithm::DeepSeek, effort)).unwrap();
-        let refined = balanced_packing(&loads, layers, items, packs, &options(Algorithm::Refined, effort)).unwrap();
+        let ds = balanced_packing(
+            &loads,
+            layers,
+            items,
+            packs,
+            &options(Algorithm::DeepSeek, effort),
+        )
+        .unwrap();
+        let refined = balanced_packing(
+            &loads,
+            layers,
+            items,
+            packs,
+            &options(Algorithm::Refined, effort),
+        )
+        .unwrap();
         for layer in 0..layers {
             let heaviest = |pack_index: &[i64], rank: &[i64]| {
                 let mut sums = vec![0.0f64; packs];
@@ -201,7 +240,10 @@ fn refined_packing_is_exact_in_size_and_never_heavier_than_greedy() {
             };
             let a = heaviest(&ds.pack_index, &ds.rank_in_pack);
             let b = heaviest(&refined.pack_index, &refined.rank_in_pack);
-            assert!(b <= a * (1.0 + 1e-9) + 1e-30, "case {case}: refined {b} > greedy {a}");
+            assert!(
+                b <= a * (1.0 + 1e-9) + 1e-30,
+                "case {case}: refined {b} > greedy {a}"
+            );
         }
     }
 }

@@ -18,7 +18,12 @@ fn matrix_f32(v: &Value) -> (Vec<f32>, usize, usize) {
     let cols = rows[0].as_array().unwrap().len();
     let flat = rows
         .iter()
-        .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32))
+        .flat_map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+        })
         .collect();
     (flat, rows.len(), cols)
 }
@@ -61,16 +66,29 @@ fn rebalance_matches_reference() {
         )
         .unwrap();
         let plan = rebalance_experts(&weight, &shape, &DEEPSEEK).unwrap();
-        assert_eq!(plan.phy2log, matrix_i64(&case["phy2log"]), "{name}: phy2log");
+        assert_eq!(
+            plan.phy2log,
+            matrix_i64(&case["phy2log"]),
+            "{name}: phy2log"
+        );
         assert_eq!(plan.logcnt, matrix_i64(&case["logcnt"]), "{name}: logcnt");
         let width = replicas - experts + 1;
         let log2phy = plan.log2phy(width).unwrap();
         let sets = case["log2phy_sets"].as_array().unwrap();
         for (layer, layer_sets) in sets.iter().enumerate() {
             for (expert, set) in layer_sets.as_array().unwrap().iter().enumerate() {
-                let want: Vec<i64> = set.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+                let want: Vec<i64> = set
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_i64().unwrap())
+                    .collect();
                 let base = (layer * experts + expert) * width;
-                let got: Vec<i64> = log2phy[base..base + width].iter().copied().filter(|&s| s >= 0).collect();
+                let got: Vec<i64> = log2phy[base..base + width]
+                    .iter()
+                    .copied()
+                    .filter(|&s| s >= 0)
+                    .collect();
                 assert_eq!(got, want, "{name}: log2phy[{layer}][{expert}]");
             }
         }
@@ -89,8 +107,16 @@ fn packing_matches_reference() {
         let (weight, layers, items) = matrix_f32(&case["weight"]);
         let packs = usize_of(case, "num_packs");
         let packing = balanced_packing(&weight, layers, items, packs, &DEEPSEEK).unwrap();
-        assert_eq!(packing.pack_index, matrix_i64(&case["pack_index"]), "{name}");
-        assert_eq!(packing.rank_in_pack, matrix_i64(&case["rank_in_pack"]), "{name}");
+        assert_eq!(
+            packing.pack_index,
+            matrix_i64(&case["pack_index"]),
+            "{name}"
+        );
+        assert_eq!(
+            packing.rank_in_pack,
+            matrix_i64(&case["rank_in_pack"]),
+            "{name}"
+        );
     }
 }
 
@@ -103,7 +129,11 @@ fn replication_matches_reference() {
         let physical = usize_of(case, "num_physical");
         let rep = replicate_experts(&weight, layers, experts, physical).unwrap();
         assert_eq!(rep.phy2log, matrix_i64(&case["phy2log"]), "{name}");
-        assert_eq!(rep.replica_rank, matrix_i64(&case["replica_rank"]), "{name}");
+        assert_eq!(
+            rep.replica_rank,
+            matrix_i64(&case["replica_rank"]),
+            "{name}"
+        );
         assert_eq!(rep.logcnt, matrix_i64(&case["logcnt"]), "{name}");
     }
 }

@@ -129,19 +129,21 @@ pub unsafe extern "C" fn eplb_balanced_packing(
 ) -> eplb_status {
     guard(|| {
         // SAFETY: opts is NULL or valid per this function's contract.
-        let options = unsafe { read_options(opts) }?;
+        let (options, opts_region) = unsafe { read_options(opts) }?;
         crate::shape::require_positive("num_items", num_items)?;
         crate::shape::require_positive("num_packs", num_packs)?;
         crate::shape::require_multiple("num_items", num_items, "num_packs", num_packs, "")?;
         let len = checked_product("num_layers x num_items", &[num_layers, num_items])?;
         check_disjoint(&[
+            opts_region,
             Region::new("weight", weight, len, false)?,
             Region::new("pack_index", pack_index, len, true)?,
             Region::new("rank_in_pack", rank_in_pack, len, true)?,
         ])?;
         // SAFETY: checked above; valid for len elements per the contract.
         let loads = unsafe { input(weight, len) };
-        let packing = crate::packing::balanced_packing(loads, num_layers, num_items, num_packs, &options)?;
+        let packing =
+            crate::packing::balanced_packing(loads, num_layers, num_items, num_packs, &options)?;
         // SAFETY: checked regions of len elements, disjoint from library memory.
         unsafe {
             write(pack_index, &packing.pack_index);
@@ -190,7 +192,8 @@ pub unsafe extern "C" fn eplb_replicate_experts(
         ])?;
         // SAFETY: checked above; valid per the contract.
         let loads = unsafe { input(weight, len_log) };
-        let rep = crate::replication::replicate_experts(loads, num_layers, num_logical, num_physical)?;
+        let rep =
+            crate::replication::replicate_experts(loads, num_layers, num_logical, num_physical)?;
         // SAFETY: checked, disjoint regions of the written lengths.
         unsafe {
             write(phy2log, &rep.phy2log);
@@ -228,7 +231,7 @@ impl<L: Load> PlanCall<L> {
     unsafe fn run(self) -> eplb_status {
         guard(|| {
             // SAFETY: forwarded contract.
-            let options = unsafe { read_options(self.opts) }?;
+            let (options, opts_region) = unsafe { read_options(self.opts) }?;
             let shape = Shape::new(
                 self.num_layers,
                 self.num_logical,
@@ -237,9 +240,18 @@ impl<L: Load> PlanCall<L> {
                 self.num_nodes,
                 self.num_gpus,
             )?;
-            let len_load = checked_product("num_layers x num_logical", &[shape.num_layers, shape.num_logical])?;
-            let len_phy = checked_product("num_layers x num_replicas", &[shape.num_layers, shape.num_replicas])?;
-            let len_groups = checked_product("num_layers x num_groups", &[shape.num_layers, shape.num_groups])?;
+            let len_load = checked_product(
+                "num_layers x num_logical",
+                &[shape.num_layers, shape.num_logical],
+            )?;
+            let len_phy = checked_product(
+                "num_layers x num_replicas",
+                &[shape.num_layers, shape.num_replicas],
+            )?;
+            let len_groups = checked_product(
+                "num_layers x num_groups",
+                &[shape.num_layers, shape.num_groups],
+            )?;
             let write_log2phy = self.log2phy_required || !self.log2phy.is_null();
             let len_log2phy = if write_log2phy {
                 checked_product(
@@ -250,16 +262,27 @@ impl<L: Load> PlanCall<L> {
                 0
             };
             let mut regions = vec![
+                opts_region,
                 Region::new(L::ARG, self.load, len_load, false)?,
                 Region::new("phy2log", self.phy2log, len_phy, true)?,
                 Region::new("log2phy", self.log2phy, len_log2phy, true)?,
                 Region::new("logcnt", self.logcnt, len_load, true)?,
             ];
             if self.old_required || !self.old_phy2log.is_null() {
-                regions.push(Region::new("old_phy2log", self.old_phy2log, len_phy, false)?);
+                regions.push(Region::new(
+                    "old_phy2log",
+                    self.old_phy2log,
+                    len_phy,
+                    false,
+                )?);
             }
             if !self.group_node.is_null() {
-                regions.push(Region::new("group_node", self.group_node, len_groups, true)?);
+                regions.push(Region::new(
+                    "group_node",
+                    self.group_node,
+                    len_groups,
+                    true,
+                )?);
             }
             let stats_size = if self.stats.is_null() {
                 0
@@ -619,26 +642,39 @@ impl<L: Load> StatsCall<L> {
             let len_phy = checked_product("num_layers x num_replicas", &[l, r])?;
             let len_groups = checked_product("num_layers x num_groups", &[l, g])?;
             if self.stats.is_null() {
-                return Err(Error::NullPointer { arg: "stats", len: 1 });
+                return Err(Error::NullPointer {
+                    arg: "stats",
+                    len: 1,
+                });
             }
             let _ = Region::new("stats", self.stats, 1, true)?;
             // SAFETY: non-null and aligned (checked); the caller provides the struct.
             let stats_size = unsafe { output_struct_size("stats->struct_size", self.stats) }?;
             let optional = |arg, ptr: *const i64, len| -> Result<Option<Region>> {
-                if ptr.is_null() { Ok(None) } else { Region::new(arg, ptr, len, false).map(Some) }
+                if ptr.is_null() {
+                    Ok(None)
+                } else {
+                    Region::new(arg, ptr, len, false).map(Some)
+                }
             };
             let mut regions = vec![
                 Region::new(L::ARG, self.load, len_load, false)?,
                 Region::new("phy2log", self.phy2log, len_phy, false)?,
                 Region::new("stats", self.stats.cast::<u8>(), stats_size, true)?,
-                Region::new("layer_stats", self.layer_stats, if self.layer_stats.is_null() { 0 } else { l }, true)?,
+                Region::new(
+                    "layer_stats",
+                    self.layer_stats,
+                    if self.layer_stats.is_null() { 0 } else { l },
+                    true,
+                )?,
             ];
             regions.extend(optional("logcnt", self.logcnt, len_load)?);
             regions.extend(optional("group_node", self.group_node, len_groups)?);
             regions.extend(optional("old_phy2log", self.old_phy2log, len_phy)?);
             check_disjoint(&regions)?;
             // SAFETY: all regions checked; validity is the caller's contract.
-            let (loads, phy2log) = unsafe { (input(self.load, len_load), input(self.phy2log, len_phy)) };
+            let (loads, phy2log) =
+                unsafe { (input(self.load, len_load), input(self.phy2log, len_phy)) };
             let opt = |ptr: *const i64, len| (!ptr.is_null()).then(|| unsafe { input(ptr, len) });
             let result = metrics::plan_stats(
                 loads,
@@ -653,7 +689,8 @@ impl<L: Load> StatsCall<L> {
             unsafe {
                 write_struct(self.stats, stats_size, &summary);
                 if !self.layer_stats.is_null() {
-                    let layers: Vec<eplb_layer_stats> = result.layers.iter().map(to_c_layer).collect();
+                    let layers: Vec<eplb_layer_stats> =
+                        result.layers.iter().map(to_c_layer).collect();
                     write(self.layer_stats, &layers);
                 }
             }
@@ -729,7 +766,14 @@ pub unsafe extern "C" fn eplb_evaluate_plan(
 ) -> eplb_status {
     let call = StatsCall {
         load: weight,
-        shape: [num_layers, num_logical, num_replicas, num_groups, num_nodes, num_gpus],
+        shape: [
+            num_layers,
+            num_logical,
+            num_replicas,
+            num_groups,
+            num_nodes,
+            num_gpus,
+        ],
         phy2log,
         logcnt,
         group_node,
@@ -763,7 +807,14 @@ pub unsafe extern "C" fn eplb_evaluate_plan_i64(
 ) -> eplb_status {
     let call = StatsCall {
         load,
-        shape: [num_layers, num_logical, num_replicas, num_groups, num_nodes, num_gpus],
+        shape: [
+            num_layers,
+            num_logical,
+            num_replicas,
+            num_groups,
+            num_nodes,
+            num_gpus,
+        ],
         phy2log,
         logcnt,
         group_node,

@@ -14,7 +14,12 @@ pub(crate) struct Region {
 
 impl Region {
     /// Checks a buffer of `len` elements of `T` at `ptr`.
-    pub(crate) fn new<T>(arg: &'static str, ptr: *const T, len: usize, written: bool) -> Result<Region> {
+    pub(crate) fn new<T>(
+        arg: &'static str,
+        ptr: *const T,
+        len: usize,
+        written: bool,
+    ) -> Result<Region> {
         let bytes = len
             .checked_mul(size_of::<T>())
             .filter(|&b| b <= isize::MAX as usize)
@@ -58,7 +63,11 @@ pub(crate) fn check_disjoint(regions: &[Region]) -> Result<()> {
     for (i, a) in regions.iter().enumerate() {
         for b in &regions[i + 1..] {
             if (a.written || b.written) && a.overlaps(b) {
-                let (first, second) = if a.written { (b.arg, a.arg) } else { (a.arg, b.arg) };
+                let (first, second) = if a.written {
+                    (b.arg, a.arg)
+                } else {
+                    (a.arg, b.arg)
+                };
                 return Err(Error::OverlappingBuffers { first, second });
             }
         }

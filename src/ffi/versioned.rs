@@ -3,6 +3,7 @@
 
 use std::mem::offset_of;
 
+use super::buffers::Region;
 use super::types::{EPLB_ALGORITHM_DEEPSEEK, EPLB_ALGORITHM_REFINED, eplb_options};
 use crate::error::{Error, Result};
 use crate::options::{Algorithm, Effort, Options};
@@ -21,20 +22,43 @@ fn size_error(field: &'static str, size: usize, reason: &'static str) -> Error {
 /// Checks a caller-declared `struct_size` against the smallest size this library understands.
 pub(crate) fn check_struct_size(field: &'static str, size: usize, min: usize) -> Result<()> {
     if size < min {
-        return Err(size_error(field, size, "too small for this struct; set it to sizeof the struct"));
+        return Err(size_error(
+            field,
+            size,
+            "too small for this struct; set it to sizeof the struct",
+        ));
     }
     if size > MAX_STRUCT_SIZE {
-        return Err(size_error(field, size, "implausibly large; set it to sizeof the struct"));
+        return Err(size_error(
+            field,
+            size,
+            "implausibly large; set it to sizeof the struct",
+        ));
     }
     Ok(())
 }
 
-/// Reads `*opts` (NULL means defaults) and validates it.
+/// Reads `*opts` (NULL means defaults) and validates it; also returns the caller's struct as a
+/// region, so outputs can be checked not to overlap it.
 ///
 /// # Safety
 /// A non-NULL `opts` must point to at least `opts->struct_size` readable bytes (up to
 /// [`MAX_STRUCT_SIZE`]) and be aligned for `eplb_options`.
-pub(crate) unsafe fn read_options(opts: *const eplb_options) -> Result<Options> {
+pub(crate) unsafe fn read_options(opts: *const eplb_options) -> Result<(Options, Region)> {
+    // SAFETY: forwarded contract.
+    let options = unsafe { read_options_fields(opts) }?;
+    let size = if opts.is_null() {
+        0
+    } else {
+        // SAFETY: read_options_fields checked that opts is non-null, aligned and readable.
+        unsafe { std::ptr::addr_of!((*opts).struct_size).read() }
+    };
+    Ok((options, Region::new("opts", opts.cast::<u8>(), size, false)?))
+}
+
+/// # Safety
+/// As [`read_options`].
+unsafe fn read_options_fields(opts: *const eplb_options) -> Result<Options> {
     let mut options = Options::default();
     if opts.is_null() {
         return Ok(options);
@@ -89,12 +113,19 @@ pub(crate) unsafe fn read_options(opts: *const eplb_options) -> Result<Options> 
     if has(offset_of!(eplb_options, max_balance_loss), size_of::<f64>()) {
         options.max_balance_loss = unsafe { std::ptr::addr_of!((*opts).max_balance_loss).read() };
     }
-    if has(offset_of!(eplb_options, max_off_home_share), size_of::<f64>()) {
+    if has(
+        offset_of!(eplb_options, max_off_home_share),
+        size_of::<f64>(),
+    ) {
         options.max_off_home_share =
             unsafe { std::ptr::addr_of!((*opts).max_off_home_share).read() };
     }
     options.validate().map_err(|e| match e {
-        Error::InvalidOptions { field, value, reason } => Error::InvalidOptions {
+        Error::InvalidOptions {
+            field,
+            value,
+            reason,
+        } => Error::InvalidOptions {
             field: match field {
                 "max_balance_loss" => "opts->max_balance_loss",
                 "max_off_home_share" => "opts->max_off_home_share",

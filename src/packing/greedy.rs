@@ -12,7 +12,6 @@ pub struct GreedyScratch<W: Weight> {
     keys: Vec<W::Key>,
     order: Vec<u32>,
     heap: BinaryHeap<Reverse<W::Key>>,
-    open: Vec<u32>,
     counts: Vec<u32>,
 }
 
@@ -47,29 +46,21 @@ pub fn greedy_pack<W: Weight>(
     counts.clear();
     counts.resize(num_packs, 0);
     if num_packs <= SCAN_LIMIT {
-        // Open packs in ascending index order: the first strict minimum is the lowest index.
-        let open = &mut scratch.open;
-        open.clear();
-        open.extend(0..num_packs as u32);
         for &item in &scratch.order {
-            let mut best_pos = 0;
-            let mut best_weight = pack_weights[open[0] as usize];
-            for (pos, &p) in open.iter().enumerate().skip(1) {
-                let w = pack_weights[p as usize];
-                if w < best_weight {
+            // The lightest pack that is not full; strict `<` keeps the lowest index on ties.
+            let mut best = usize::MAX;
+            let mut best_weight = W::default();
+            for (p, (&w, &count)) in pack_weights.iter().zip(counts.iter()).enumerate() {
+                if count < per_pack && (best == usize::MAX || w < best_weight) {
+                    best = p;
                     best_weight = w;
-                    best_pos = pos;
                 }
             }
-            let p = open[best_pos] as usize;
             let item = item as usize;
-            pack_of[item] = p as u32;
-            rank[item] = counts[p];
-            counts[p] += 1;
-            pack_weights[p] += weights[item];
-            if counts[p] == per_pack {
-                open.remove(best_pos);
-            }
+            pack_of[item] = best as u32;
+            rank[item] = counts[best];
+            counts[best] += 1;
+            pack_weights[best] += weights[item];
         }
     } else {
         let heap = &mut scratch.heap;
@@ -86,6 +77,125 @@ pub fn greedy_pack<W: Weight>(
             if counts[p] < per_pack {
                 heap.push(Reverse(pack_weights[p].ascending_key(p as u32)));
             }
+        }
+    }
+}
+
+/// Reusable buffers of [`greedy_colored`].
+#[derive(Debug, Default)]
+pub struct ColoredScratch {
+    keys: Vec<u64>,
+    order: Vec<u32>,
+    loads: Vec<f64>,
+    counts: Vec<u32>,
+    heap: BinaryHeap<Reverse<u128>>,
+    skipped: Vec<Reverse<u128>>,
+    run_packs: Vec<u32>,
+}
+
+/// Greedy start of the refined packer: items by weight descending (ties by index; the order is
+/// computed on f32-rounded keys, which is only a heuristic order and stays deterministic), each to
+/// the lightest pack that is not full and, with `colors`, holds no item of its color placed just
+/// before it (replicas of one expert are adjacent in that order); the lightest non-full pack when
+/// every candidate has the color. Writes each item's pack to `pack_of`.
+pub fn greedy_colored(
+    weights: &[f64],
+    colors: Option<&[u32]>,
+    num_packs: usize,
+    scratch: &mut ColoredScratch,
+    pack_of: &mut [u32],
+) {
+    let n = weights.len();
+    let per_pack = (n / num_packs) as u32;
+    scratch.keys.clear();
+    scratch.keys.extend(
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| (w as f32).descending_key(i as u32)),
+    );
+    scratch.keys.sort_unstable();
+    scratch.order.clear();
+    scratch
+        .order
+        .extend(scratch.keys.iter().map(|&k| f32::key_index(k)));
+    scratch.loads.clear();
+    scratch.loads.resize(num_packs, 0.0);
+    scratch.counts.clear();
+    scratch.counts.resize(num_packs, 0);
+    scratch.run_packs.clear();
+    let mut run_color = u32::MAX;
+    let mut run_mask = 0u64;
+    let use_scan = num_packs <= SCAN_LIMIT;
+    if !use_scan {
+        scratch.heap.clear();
+        scratch
+            .heap
+            .extend((0..num_packs as u32).map(|p| Reverse(0.0f64.ascending_key(p))));
+    }
+    for idx in 0..n {
+        let item = scratch.order[idx] as usize;
+        let color = colors.map_or(u32::MAX, |c| c[item]);
+        if color != run_color || colors.is_none() {
+            run_color = color;
+            scratch.run_packs.clear();
+            run_mask = 0;
+        }
+        let pack = if use_scan {
+            // Packs in the current color run as a bit mask (num_packs <= SCAN_LIMIT < 64).
+            let mut best = usize::MAX;
+            let mut best_load = f64::INFINITY;
+            let mut fallback = usize::MAX;
+            let mut fallback_load = f64::INFINITY;
+            for (p, (&load, &count)) in scratch.loads.iter().zip(&scratch.counts).enumerate() {
+                if count == per_pack {
+                    continue;
+                }
+                if load < fallback_load {
+                    fallback = p;
+                    fallback_load = load;
+                }
+                if run_mask & (1u64 << p) == 0 && load < best_load {
+                    best = p;
+                    best_load = load;
+                }
+            }
+            if best == usize::MAX { fallback } else { best }
+        } else {
+            scratch.skipped.clear();
+            let mut chosen = None;
+            while let Some(top) = scratch.heap.pop() {
+                let p = f64::key_index(top.0);
+                if scratch.run_packs.contains(&p) {
+                    scratch.skipped.push(top);
+                } else {
+                    chosen = Some(p);
+                    break;
+                }
+            }
+            let p = match chosen {
+                Some(p) => p,
+                None => {
+                    // Every open pack holds the color: take the lightest anyway.
+                    scratch.skipped.sort_unstable();
+                    let top = scratch.skipped.pop().expect("an open pack");
+                    f64::key_index(top.0)
+                }
+            };
+            scratch.heap.extend(scratch.skipped.drain(..));
+            p as usize
+        };
+        pack_of[item] = pack as u32;
+        scratch.counts[pack] += 1;
+        scratch.loads[pack] += weights[item];
+        scratch.run_packs.push(pack as u32);
+        if use_scan {
+            run_mask |= 1u64 << pack;
+        }
+        if !use_scan && scratch.counts[pack] < per_pack {
+            scratch
+                .heap
+                .push(Reverse(scratch.loads[pack].ascending_key(pack as u32)));
         }
     }
 }

@@ -19,6 +19,9 @@ pub struct SearchBudget {
     pub max_rounds: usize,
     /// Also try two-for-two swaps when no one-for-one swap helps.
     pub pair_swaps: bool,
+    /// Stop once the heaviest pack is at most this (0: search to the end). A caller that only
+    /// needs this pack set to stay below a maximum reached elsewhere saves the rest of the search.
+    pub good_enough: f64,
 }
 
 /// Reusable buffers of [`improve`].
@@ -49,20 +52,32 @@ pub fn improve(
     if m < 2 || state.per_pack == 0 {
         return 0;
     }
+    if state.max_load() <= budget.good_enough {
+        return 0;
+    }
+    for p in 0..m {
+        sort_pack(state, weights, p);
+    }
     let mut rounds = 0;
     while rounds < budget.max_rounds {
         let (h, high) = state.heaviest();
-        if high <= 0.0 {
+        if high <= 0.0 || high <= budget.good_enough {
             break;
         }
         let threshold = high - high * MIN_GAIN;
+        // The lightest pack first (it allows the largest exchanges, so the bound found there prunes
+        // most other packs), then the others in index order; sorting every round would cost more
+        // than the pruning it adds.
+        let lightest = (0..m)
+            .filter(|&p| p != h)
+            .fold(usize::MAX, |best, p| {
+                if best == usize::MAX || state.loads[p] < state.loads[best] { p } else { best }
+            });
         scratch.by_load.clear();
-        scratch.by_load.extend((0..m as u32).filter(|&p| p as usize != h));
-        scratch.by_load.sort_unstable_by(|&a, &b| {
-            state.loads[a as usize]
-                .total_cmp(&state.loads[b as usize])
-                .then(a.cmp(&b))
-        });
+        scratch.by_load.push(lightest as u32);
+        scratch
+            .by_load
+            .extend((0..m as u32).filter(|&p| p as usize != h && p as usize != lightest));
         let mut best = best_single_swap(state, weights, colors, h, threshold, &scratch.by_load);
         if best.is_none() && budget.pair_swaps {
             best = best_pair_swap(state, weights, colors, h, threshold, scratch);
@@ -72,6 +87,8 @@ pub fn improve(
         if let Some((a, b)) = exchange.second {
             state.swap_positions(a, b, weights);
         }
+        sort_pack(state, weights, exchange.first.0 / state.per_pack);
+        sort_pack(state, weights, exchange.first.1 / state.per_pack);
         rounds += 1;
     }
     state.recompute_loads(weights);
@@ -104,6 +121,23 @@ fn colors_allow(
     !clash(pb, ca, pos_b, ignore.1) && !clash(pa, cb, pos_a, ignore.0)
 }
 
+/// Keeps pack `p`'s items in ascending weight order (insertion sort: packs are small and nearly
+/// sorted after a swap).
+fn sort_pack(state: &mut PackState, weights: &[f64], p: usize) {
+    let k = state.per_pack;
+    let items = &mut state.slots[p * k..(p + 1) * k];
+    for i in 1..items.len() {
+        let mut j = i;
+        while j > 0 && weights[items[j - 1] as usize] > weights[items[j] as usize] {
+            items.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+}
+
+/// The best one-for-one swap between the heaviest pack `h` and a lighter pack. Packs are sorted by
+/// weight, so for each item of `h` (ascending) the ideal partner (weight closest to
+/// `item - room / 2`) is found by one pointer sweeping the other pack: O(k) per pack pair.
 fn best_single_swap(
     state: &PackState,
     weights: &[f64],
@@ -114,32 +148,60 @@ fn best_single_swap(
 ) -> Option<Exchange> {
     let k = state.per_pack;
     let high = state.loads[h];
+    // No exchange can bring the heaviest pack below the second heaviest: a swap reaching that is
+    // as good as this round gets, so the scan stops there.
+    let floor = by_load
+        .iter()
+        .map(|&p| state.loads[p as usize])
+        .fold(0.0, f64::max);
     let mut best: Option<Exchange> = None;
     let mut best_max = threshold;
+    let weight_at = |pos: usize| weights[state.slots[pos] as usize];
     for &b in by_load {
         let b = b as usize;
         let low = state.loads[b];
         if (high + low) * 0.5 >= best_max {
-            break; // packs are sorted by load: no later pack can do better
+            continue; // even a perfect exchange with this pack would not beat the best so far
         }
         let room = high - low;
-        for pa in h * k..(h + 1) * k {
-            let wa = weights[state.slots[pa] as usize];
-            for pb in b * k..(b + 1) * k {
-                let d = wa - weights[state.slots[pb] as usize];
-                if d <= 0.0 || d >= room {
-                    continue;
+        let (h0, b0) = (h * k, b * k);
+        let mut j = 0;
+        for pa in h0..h0 + k {
+            let wa = weight_at(pa);
+            let target = wa - room * 0.5;
+            while j < k && weight_at(b0 + j) < target {
+                j += 1;
+            }
+            // The two items around the ideal partner; two more when colors forbid one of them.
+            let mut lo = (b0 + j).saturating_sub(1).max(b0);
+            let mut hi = (b0 + j + 1).min(b0 + k);
+            let mut widened = false;
+            let mut pb = lo;
+            while pb < hi {
+                let d = wa - weight_at(pb);
+                if d > 0.0 && d < room {
+                    let new_max = (high - d).max(low + d);
+                    if new_max < best_max {
+                        if colors_allow(state, colors, pa, pb, (usize::MAX, usize::MAX)) {
+                            best_max = new_max;
+                            best = Some(Exchange {
+                                new_max,
+                                first: (pa, pb),
+                                second: None,
+                            });
+                        } else if !widened {
+                            widened = true;
+                            lo = lo.saturating_sub(1).max(b0);
+                            hi = (hi + 1).min(b0 + k);
+                            pb = lo;
+                            continue;
+                        }
+                    }
                 }
-                let new_max = (high - d).max(low + d);
-                if new_max < best_max && colors_allow(state, colors, pa, pb, (usize::MAX, usize::MAX))
-                {
-                    best_max = new_max;
-                    best = Some(Exchange {
-                        new_max,
-                        first: (pa, pb),
-                        second: None,
-                    });
-                }
+                pb += 1;
+            }
+            if best_max <= floor {
+                return best;
             }
         }
     }
@@ -179,7 +241,7 @@ fn best_pair_swap(
         let b = b as usize;
         let low = state.loads[b];
         if (high + low) * 0.5 >= best_max {
-            break;
+            continue;
         }
         let room = high - low;
         let target = room * 0.5;
@@ -226,8 +288,7 @@ fn pair_colors_allow(
     let k = state.per_pack;
     let stays = |pack: usize, leaving: (usize, usize), color: u32| {
         let start = pack * k;
-        (start..start + k)
-            .any(|pos| pos != leaving.0 && pos != leaving.1 && c(pos) == color)
+        (start..start + k).any(|pos| pos != leaving.0 && pos != leaving.1 && c(pos) == color)
     };
     let (pa, pb) = (a.0 / k, b.0 / k);
     c(b.0) != c(b.1)
@@ -239,10 +300,17 @@ fn pair_colors_allow(
 }
 
 /// Removes items that share a pack with another item of their color, by swaps that raise the
-/// larger of the two packs involved as little as possible. Returns whether no duplicate remains.
-pub fn repair_duplicates(state: &mut PackState, weights: &[f64], colors: &[u32]) -> bool {
+/// larger of the two packs involved as little as possible; with `keep_max`, only by swaps that keep
+/// both packs at or below the current heaviest pack. Returns whether no duplicate remains.
+pub fn repair_duplicates(
+    state: &mut PackState,
+    weights: &[f64],
+    colors: &[u32],
+    keep_max: bool,
+) -> bool {
     let k = state.per_pack;
     let m = state.num_packs();
+    let limit = if keep_max { state.max_load() } else { f64::INFINITY };
     let mut clean = true;
     for p in 0..m {
         let mut pos = p * k;
@@ -268,7 +336,7 @@ pub fn repair_duplicates(state: &mut PackState, weights: &[f64], colors: &[u32])
                         weights[state.slots[other] as usize],
                     );
                     let worst = (state.loads[p] - wa + wb).max(state.loads[q] - wb + wa);
-                    if best.is_none_or(|(w, _)| worst < w) {
+                    if worst <= limit && best.is_none_or(|(w, _)| worst < w) {
                         best = Some((worst, other));
                     }
                 }

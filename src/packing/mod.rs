@@ -18,7 +18,7 @@ use crate::shape::{checked_product, require_multiple, require_positive};
 
 use differencing::{DifferencingScratch, balanced_differencing};
 use exact::ExactScratch;
-use greedy::{GreedyScratch, greedy_pack};
+use greedy::{ColoredScratch, GreedyScratch, greedy_colored, greedy_pack};
 use local_search::{SearchBudget, SearchScratch, improve, repair_duplicates};
 pub use state::PackState;
 
@@ -27,6 +27,7 @@ pub use state::PackState;
 struct PackBudget {
     rounds_per_item: usize,
     pair_swaps: bool,
+    differencing_start: bool,
     greedy_start: bool,
     search_every_start: bool,
     exact_items: usize,
@@ -38,7 +39,8 @@ fn budget(effort: Effort) -> PackBudget {
         Effort::Fast => PackBudget {
             rounds_per_item: 1,
             pair_swaps: false,
-            greedy_start: false,
+            differencing_start: false,
+            greedy_start: true,
             search_every_start: false,
             exact_items: 12,
             exact_nodes: 2_000,
@@ -46,6 +48,7 @@ fn budget(effort: Effort) -> PackBudget {
         Effort::Default => PackBudget {
             rounds_per_item: 8,
             pair_swaps: false,
+            differencing_start: false,
             greedy_start: true,
             search_every_start: false,
             exact_items: 16,
@@ -54,6 +57,7 @@ fn budget(effort: Effort) -> PackBudget {
         Effort::High => PackBudget {
             rounds_per_item: 32,
             pair_swaps: true,
+            differencing_start: true,
             greedy_start: true,
             search_every_start: true,
             exact_items: 24,
@@ -62,6 +66,7 @@ fn budget(effort: Effort) -> PackBudget {
         Effort::Max => PackBudget {
             rounds_per_item: 128,
             pair_swaps: true,
+            differencing_start: true,
             greedy_start: true,
             search_every_start: true,
             exact_items: 32,
@@ -73,14 +78,12 @@ fn budget(effort: Effort) -> PackBudget {
 /// The refined packer with its reusable buffers. Not shared between threads; cheap to create.
 #[derive(Debug, Default)]
 pub struct Packer {
-    greedy: GreedyScratch<f64>,
+    greedy: ColoredScratch,
     differencing: DifferencingScratch,
     search: SearchScratch,
     exact: ExactScratch,
     pack_of: Vec<u32>,
-    rank: Vec<u32>,
     greedy_pack_of: Vec<u32>,
-    greedy_loads: Vec<f64>,
     candidate: PackState,
     seen: Vec<u32>,
     /// The result of the last [`Packer::pack`].
@@ -102,6 +105,19 @@ impl Packer {
         effort: Effort,
         extra_start: Option<&[u32]>,
     ) -> &PackState {
+        self.pack_until(weights, num_packs, colors, effort, extra_start, 0.0)
+    }
+
+    /// [`Packer::pack`] that stops searching once the heaviest pack is at most `good_enough`.
+    pub fn pack_until(
+        &mut self,
+        weights: &[f64],
+        num_packs: usize,
+        colors: Option<&[u32]>,
+        effort: Effort,
+        extra_start: Option<&[u32]>,
+        good_enough: f64,
+    ) -> &PackState {
         let n = weights.len();
         let budget = budget(effort);
         self.pack_of.clear();
@@ -116,42 +132,66 @@ impl Packer {
         let search_budget = SearchBudget {
             max_rounds: budget.rounds_per_item * n,
             pair_swaps: budget.pair_swaps,
+            good_enough,
         };
-        balanced_differencing(weights, num_packs, &mut self.differencing, &mut self.pack_of);
-        self.state.assign_from(&self.pack_of, weights, num_packs);
-        let mut best_key = self.prepare(weights, colors, budget.search_every_start, search_budget);
-        let mut greedy_assignment = std::mem::take(&mut self.greedy_pack_of);
-        if budget.greedy_start {
-            greedy_assignment.resize(n, 0);
-            self.rank.resize(n, 0);
-            greedy_pack(
-                weights,
-                num_packs,
-                &mut self.greedy,
-                &mut self.greedy_loads,
-                &mut greedy_assignment,
-                &mut self.rank,
-            );
+        let mut best_key = None;
+        let search_each = budget.search_every_start;
+        if budget.differencing_start {
+            let mut start = std::mem::take(&mut self.pack_of);
+            balanced_differencing(weights, num_packs, &mut self.differencing, &mut start);
+            self.consider(&start, weights, num_packs, colors, search_each, search_budget, &mut best_key);
+            self.pack_of = start;
         }
-        let starts = [budget.greedy_start.then_some(&greedy_assignment[..]), extra_start];
-        for start in starts.into_iter().flatten() {
-            std::mem::swap(&mut self.candidate, &mut self.state);
-            self.state.assign_from(start, weights, num_packs);
-            let key = self.prepare(weights, colors, budget.search_every_start, search_budget);
-            if key < best_key {
-                best_key = key;
-            } else {
-                std::mem::swap(&mut self.candidate, &mut self.state);
-            }
+        let mut greedy_assignment = std::mem::take(&mut self.greedy_pack_of);
+        if budget.greedy_start || best_key.is_none() && extra_start.is_none() {
+            greedy_assignment.resize(n, 0);
+            greedy_colored(weights, colors, num_packs, &mut self.greedy, &mut greedy_assignment);
+            self.consider(&greedy_assignment, weights, num_packs, colors, search_each, search_budget, &mut best_key);
+        }
+        if let Some(start) = extra_start {
+            self.consider(start, weights, num_packs, colors, search_each, search_budget, &mut best_key);
         }
         self.greedy_pack_of = greedy_assignment;
         if !budget.search_every_start {
-            improve(&mut self.state, weights, colors, search_budget, &mut self.search);
+            improve(
+                &mut self.state,
+                weights,
+                colors,
+                search_budget,
+                &mut self.search,
+            );
         }
         if colors.is_none() && n <= budget.exact_items {
-            exact::solve(&mut self.state, weights, budget.exact_nodes, &mut self.exact);
+            exact::solve(
+                &mut self.state,
+                weights,
+                budget.exact_nodes,
+                &mut self.exact,
+            );
         }
         &self.state
+    }
+
+    /// Makes `start` the current state when it beats the best start so far (`best`).
+    #[allow(clippy::too_many_arguments)]
+    fn consider(
+        &mut self,
+        start: &[u32],
+        weights: &[f64],
+        num_packs: usize,
+        colors: Option<&[u32]>,
+        search: bool,
+        budget: SearchBudget,
+        best: &mut Option<(usize, u64)>,
+    ) {
+        std::mem::swap(&mut self.candidate, &mut self.state);
+        self.state.assign_from(start, weights, num_packs);
+        let key = self.prepare(weights, colors, search, budget);
+        if best.is_none_or(|b| key < b) {
+            *best = Some(key);
+        } else {
+            std::mem::swap(&mut self.candidate, &mut self.state);
+        }
     }
 
     /// Repairs duplicates of the current state, optionally searches it, and returns its rank
@@ -166,7 +206,7 @@ impl Packer {
         let mut duplicates = 0;
         if let Some(colors) = colors {
             if self.state.duplicates(colors, &mut self.seen) > 0 {
-                repair_duplicates(&mut self.state, weights, colors);
+                repair_duplicates(&mut self.state, weights, colors, false);
                 duplicates = self.state.duplicates(colors, &mut self.seen);
             }
         }
@@ -215,7 +255,14 @@ pub fn balanced_packing<L: Load>(
     for layer in 0..num_layers {
         let row = &weights[layer * num_items..(layer + 1) * num_items];
         row_to_f32(row, &mut row32);
-        greedy_pack(&row32, num_packs, &mut greedy, &mut pack32, &mut pack_of, &mut rank);
+        greedy_pack(
+            &row32,
+            num_packs,
+            &mut greedy,
+            &mut pack32,
+            &mut pack_of,
+            &mut rank,
+        );
         if options.algorithm == Algorithm::Refined {
             row_to_f64(row, &mut row64);
             let state = packer.pack(&row64, num_packs, None, options.effort, Some(&pack_of));

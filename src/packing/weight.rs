@@ -6,7 +6,9 @@
 use std::ops::{Add, AddAssign};
 
 /// A non-negative, finite weight that packs accumulate.
-pub trait Weight: Copy + PartialOrd + Add<Output = Self> + AddAssign + Default + Send + Sync {
+pub trait Weight:
+    Copy + PartialOrd + Add<Output = Self> + AddAssign + Default + Send + Sync
+{
     /// An integer key packing the weight and an index.
     type Key: Ord + Copy + Send + Sync + std::fmt::Debug;
     /// Ascending keys = ascending weight, then ascending index.

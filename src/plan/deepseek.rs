@@ -51,9 +51,11 @@ impl DeepSeekPlanner {
 
         // Step 1: groups to nodes.
         self.group_loads.clear();
-        self.group_loads.extend(self.row.chunks_exact(group_size).map(|c| {
-            c.iter().map(|&v| f64::from(v)).sum::<f64>() as f32
-        }));
+        self.group_loads.extend(
+            self.row
+                .chunks_exact(group_size)
+                .map(|c| c.iter().map(|&v| f64::from(v)).sum::<f64>() as f32),
+        );
         self.group_pack.resize(g, 0);
         self.group_rank.resize(g, 0);
         greedy_pack(
@@ -87,33 +89,11 @@ impl DeepSeekPlanner {
         self.mlogcnt.resize(experts_per_node, 0);
         self.gpu_of.resize(slots_per_node, 0);
         self.rank_in_gpu.resize(slots_per_node, 0);
+        let mlog2log = std::mem::take(&mut self.mlog2log);
         for node in 0..n {
-            let experts = &self.mlog2log[node * experts_per_node..(node + 1) * experts_per_node];
-            // Step 2: replicate inside the node.
-            self.node_loads.clear();
-            self.node_loads
-                .extend(experts.iter().map(|&x| self.row[x as usize]));
-            replicate_greedy(
-                &self.node_loads,
-                u32::MAX,
-                &mut self.replication,
-                &mut self.phy2mlog,
-                &mut self.replica_rank,
-                &mut self.mlogcnt,
-            );
-            // Step 3: pack the node's replicas onto its GPUs.
-            self.replica_loads.clear();
-            self.replica_loads.extend(self.phy2mlog.iter().map(|&j| {
-                self.node_loads[j as usize] / self.mlogcnt[j as usize] as f32
-            }));
-            greedy_pack(
-                &self.replica_loads,
-                gpus_per_node,
-                &mut self.greedy,
-                &mut self.pack_loads,
-                &mut self.gpu_of,
-                &mut self.rank_in_gpu,
-            );
+            let experts = &mlog2log[node * experts_per_node..(node + 1) * experts_per_node];
+            // Steps 2 and 3: replicate inside the node, pack its replicas onto its GPUs.
+            self.plan_node(experts, gpus_per_node);
             let slot_base = node * slots_per_node;
             for i in 0..slots_per_node {
                 let slot = slot_base + self.gpu_of[i] as usize * k + self.rank_in_gpu[i] as usize;
@@ -123,6 +103,77 @@ impl DeepSeekPlanner {
                 logcnt[x as usize] = i64::from(self.mlogcnt[j]);
             }
         }
+        self.mlog2log = mlog2log;
         heaviest_node
+    }
+
+    /// Steps 2 and 3 for one node whose experts, in DeepSeek's order, are `experts`: fills
+    /// `phy2mlog`, `mlogcnt`, `gpu_of` and `rank_in_gpu` (all node-local). `self.row` holds the
+    /// layer's f32 loads; `phy2mlog` is sized to the node's slots.
+    fn plan_node(&mut self, experts: &[u32], gpus_per_node: usize) {
+        self.node_loads.clear();
+        self.node_loads
+            .extend(experts.iter().map(|&x| self.row[x as usize]));
+        replicate_greedy(
+            &self.node_loads,
+            u32::MAX,
+            &mut self.replication,
+            &mut self.phy2mlog,
+            &mut self.replica_rank,
+            &mut self.mlogcnt,
+        );
+        self.replica_loads.clear();
+        self.replica_loads.extend(
+            self.phy2mlog
+                .iter()
+                .map(|&j| self.node_loads[j as usize] / self.mlogcnt[j as usize] as f32),
+        );
+        greedy_pack(
+            &self.replica_loads,
+            gpus_per_node,
+            &mut self.greedy,
+            &mut self.pack_loads,
+            &mut self.gpu_of,
+            &mut self.rank_in_gpu,
+        );
+    }
+
+    /// DeepSeek's plan for one node whose experts, in DeepSeek's order, are `experts`: returns each
+    /// node-local slot's expert position in `experts`, each expert's count, and each slot's GPU.
+    pub fn plan_single_node<L: Load>(
+        &mut self,
+        loads: &[L],
+        experts: &[u32],
+        slots_per_node: usize,
+        gpus_per_node: usize,
+    ) -> (&[u32], &[u32], &[u32]) {
+        row_to_f32(loads, &mut self.row);
+        self.phy2mlog.resize(slots_per_node, 0);
+        self.replica_rank.resize(slots_per_node, 0);
+        self.mlogcnt.resize(experts.len(), 0);
+        self.gpu_of.resize(slots_per_node, 0);
+        self.rank_in_gpu.resize(slots_per_node, 0);
+        self.plan_node(experts, gpus_per_node);
+        (&self.phy2mlog, &self.mlogcnt, &self.gpu_of)
+    }
+
+    /// The max GPU load (f64, as the metrics measure it) of DeepSeek's plan for one node: a lower
+    /// bound on DeepSeek's whole-layer maximum. `experts` must be in DeepSeek's order for that node.
+    pub fn node_max_gpu_load<L: Load>(
+        &mut self,
+        loads: &[L],
+        loads_f64: &[f64],
+        experts: &[u32],
+        slots_per_node: usize,
+        gpus_per_node: usize,
+    ) -> f64 {
+        let (phy2mlog, mlogcnt, gpu_of) =
+            self.plan_single_node(loads, experts, slots_per_node, gpus_per_node);
+        let mut gpu = vec![0.0f64; gpus_per_node];
+        for i in 0..slots_per_node {
+            let j = phy2mlog[i] as usize;
+            gpu[gpu_of[i] as usize] += loads_f64[experts[j] as usize] / f64::from(mlogcnt[j]);
+        }
+        gpu.into_iter().fold(0.0, f64::max)
     }
 }

@@ -12,10 +12,10 @@
 
 use crate::load::{Load, row_to_f64};
 use crate::metrics::max_gpu_load;
-use crate::options::Options;
+use crate::options::{Effort, Options};
 use crate::packing::Packer;
 use crate::packing::greedy::{GreedyScratch, greedy_pack};
-use crate::packing::local_search::{SearchBudget, SearchScratch, improve};
+use crate::packing::local_search::{SearchBudget, SearchScratch, improve, repair_duplicates};
 use crate::packing::state::PackState;
 use crate::shape::Shape;
 
@@ -24,6 +24,10 @@ use super::deepseek::DeepSeekPlanner;
 
 /// Relative slack under which two GPU maxima count as equal (f64 summation noise).
 pub(crate) const LOAD_TOLERANCE: f64 = 1e-12;
+
+/// Below the high effort levels, a node's search stops within this fraction of the node's lower
+/// bound (its load over its GPUs): the last hundredth of a percent costs more than it is worth.
+const GOOD_ENOUGH_SLACK: f64 = 1e-4;
 
 /// Reusable buffers of the refined planner.
 #[derive(Debug, Default)]
@@ -37,13 +41,18 @@ pub struct RefinedPlanner {
     group_loads_f32: Vec<f32>,
     group_pack: Vec<u32>,
     group_rank: Vec<u32>,
+    ds_group_pack: Vec<u32>,
+    ds_group_rank: Vec<u32>,
     pack_loads_f32: Vec<f32>,
     node_experts: Vec<u32>,
+    node_order: Vec<usize>,
     node_loads: Vec<f64>,
     counts: Vec<u32>,
     items: Vec<f64>,
     colors: Vec<u32>,
-    item_expert: Vec<u32>,
+    experts: Vec<u32>,
+    node_covered: Vec<bool>,
+    seen: Vec<u32>,
     gpu_of: Vec<u32>,
     rank_in_gpu: Vec<u32>,
     scratch: Vec<f64>,
@@ -65,14 +74,41 @@ impl RefinedPlanner {
         logcnt: &mut [i64],
         group_node: &mut [i64],
     ) {
+        self.plan_strict(loads, shape, options, phy2log, logcnt, group_node);
+        // Locality budget (issue 6): may trade `max_off_home_share` of the load for balance.
+        super::locality::spend_budget(&self.row, shape, options, group_node, phy2log, logcnt);
+    }
+
+    /// The strict plan (every replica in its group's home node under the hierarchical policy).
+    fn plan_strict<L: Load>(
+        &mut self,
+        loads: &[L],
+        shape: &Shape,
+        options: &Options,
+        phy2log: &mut [i64],
+        logcnt: &mut [i64],
+        group_node: &mut [i64],
+    ) {
         row_to_f64(loads, &mut self.row);
         let k = shape.slots_per_gpu();
         let ds_node_max = self.split_groups(shape, options, group_node);
-        self.plan_nodes(shape, options, phy2log, logcnt);
+        self.plan_nodes(loads, shape, options, phy2log, logcnt);
         let ours = max_gpu_load(&self.row, phy2log, logcnt, k, &mut self.scratch);
-        // DeepSeek's GPU maximum is at least its heaviest node over the node's GPUs.
         let (_, n) = shape.effective_groups_nodes();
-        let ds_lower_bound = f64::from(ds_node_max) / (shape.num_gpus / n) as f64;
+        let gpus_per_node = shape.num_gpus / n;
+        // Never worse than DeepSeek: certain when our heaviest GPU is on a node that started from
+        // DeepSeek's plan for the same groups, or when it is below DeepSeek's heaviest node spread
+        // over its GPUs (a lower bound on DeepSeek's maximum). Otherwise compare with its plan.
+        let bottleneck = self
+            .scratch
+            .iter()
+            .enumerate()
+            .fold((0, f64::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+            .0;
+        if self.node_covered[bottleneck / gpus_per_node] {
+            return;
+        }
+        let ds_lower_bound = f64::from(ds_node_max) / gpus_per_node as f64;
         if ours <= ds_lower_bound * (1.0 - LOAD_TOLERANCE) {
             return;
         }
@@ -86,7 +122,13 @@ impl RefinedPlanner {
             &mut self.ds_logcnt,
             &mut self.ds_group_node,
         );
-        let theirs = max_gpu_load(&self.row, &self.ds_phy2log, &self.ds_logcnt, k, &mut self.scratch);
+        let theirs = max_gpu_load(
+            &self.row,
+            &self.ds_phy2log,
+            &self.ds_logcnt,
+            k,
+            &mut self.scratch,
+        );
         if ours <= theirs * (1.0 + LOAD_TOLERANCE) {
             return;
         }
@@ -94,7 +136,6 @@ impl RefinedPlanner {
         phy2log.copy_from_slice(&self.ds_phy2log);
         logcnt.copy_from_slice(&self.ds_logcnt);
         group_node.copy_from_slice(&self.ds_group_node);
-        let gpus_per_node = shape.num_gpus / n;
         polish_packing(
             &self.row,
             phy2log,
@@ -116,8 +157,11 @@ impl RefinedPlanner {
         let (g, n) = shape.effective_groups_nodes();
         let group_size = e / g;
         self.group_loads.clear();
-        self.group_loads
-            .extend(self.row.chunks_exact(group_size).map(|c| c.iter().sum::<f64>()));
+        self.group_loads.extend(
+            self.row
+                .chunks_exact(group_size)
+                .map(|c| c.iter().sum::<f64>()),
+        );
         self.group_loads_f32.clear();
         self.group_loads_f32
             .extend(self.group_loads.iter().map(|&v| v as f32));
@@ -132,10 +176,16 @@ impl RefinedPlanner {
             &mut self.group_rank,
         );
         let ds_node_max = self.pack_loads_f32.iter().copied().fold(0.0f32, f32::max);
+        self.ds_group_pack.clone_from(&self.group_pack);
+        self.ds_group_rank.clone_from(&self.group_rank);
         if n > 1 {
-            let state = self
-                .packer
-                .pack(&self.group_loads, n, None, options.effort, Some(&self.group_pack));
+            let state = self.packer.pack(
+                &self.group_loads,
+                n,
+                None,
+                options.effort,
+                Some(&self.group_pack),
+            );
             state.write_assignment(&mut self.group_pack, &mut self.group_rank);
         }
         if shape.num_groups % shape.num_nodes == 0 {
@@ -158,9 +208,33 @@ impl RefinedPlanner {
         ds_node_max
     }
 
-    /// Steps 2 and 3 for every node.
-    fn plan_nodes(
+    /// DeepSeek's expert order for the node holding our node `node`'s groups, when DeepSeek put
+    /// exactly the same groups on one node.
+    fn deepseek_order(&self, shape: &Shape, node: u32, out: &mut Vec<u32>) -> bool {
+        let (g, _) = shape.effective_groups_nodes();
+        let group_size = shape.num_logical / g;
+        let mut groups: Vec<usize> = (0..g).filter(|&x| self.group_pack[x] == node).collect();
+        let ds_node = self.ds_group_pack[groups[0]];
+        if !groups.iter().all(|&x| self.ds_group_pack[x] == ds_node) {
+            return false;
+        }
+        groups.sort_by_key(|&x| self.ds_group_rank[x]);
+        out.clear();
+        out.extend(
+            groups
+                .iter()
+                .flat_map(|&x| (x * group_size..(x + 1) * group_size).map(|e| e as u32)),
+        );
+        true
+    }
+
+    /// Steps 2 and 3 for every node, heaviest node first (the lighter ones then only need to stay
+    /// below its maximum). Where DeepSeek put the same groups on a node and our count search does
+    /// not apply, the node starts from DeepSeek's own plan for it and local search only improves
+    /// it, so that node is never worse than DeepSeek's (`node_covered`).
+    fn plan_nodes<L: Load>(
         &mut self,
+        loads: &[L],
         shape: &Shape,
         options: &Options,
         phy2log: &mut [i64],
@@ -171,37 +245,65 @@ impl RefinedPlanner {
         let slots_per_node = shape.num_replicas / n;
         let gpus_per_node = shape.num_gpus / n;
         let k = shape.slots_per_gpu();
-        for node in 0..n {
-            let experts = &self.node_experts[node * experts_per_node..(node + 1) * experts_per_node];
-            self.node_loads.clear();
-            self.node_loads
-                .extend(experts.iter().map(|&x| self.row[x as usize]));
-            self.count_planner.choose(
-                &self.node_loads,
-                slots_per_node,
-                gpus_per_node,
-                options.effort,
-                &mut self.counts,
-            );
-            self.items.clear();
-            self.colors.clear();
-            for (j, &c) in self.counts.iter().enumerate() {
-                let per_replica = self.node_loads[j] / f64::from(c);
-                for _ in 0..c {
-                    self.items.push(per_replica);
-                    self.colors.push(j as u32);
+        let node_total = |node: usize| -> f64 {
+            self.node_experts[node * experts_per_node..(node + 1) * experts_per_node]
+                .iter()
+                .map(|&x| self.row[x as usize])
+                .sum()
+        };
+        let node_loads: Vec<f64> = (0..n).map(node_total).collect();
+        self.node_order.clear();
+        self.node_order.extend(0..n);
+        self.node_order
+            .sort_by(|&a, &b| node_loads[b].total_cmp(&node_loads[a]).then(a.cmp(&b)));
+        self.node_covered.clear();
+        self.node_covered.resize(n, false);
+        let searches = CountPlanner::searches(experts_per_node, slots_per_node, gpus_per_node, options.effort);
+        let mut layer_max = 0.0f64;
+        let mut experts = std::mem::take(&mut self.experts);
+        for idx in 0..n {
+            let node = self.node_order[idx];
+            // Stop at the layer maximum reached so far, or close enough to this node's bound.
+            let slack = if options.effort >= Effort::High { 0.0 } else { GOOD_ENOUGH_SLACK };
+            let good_enough = layer_max.max(node_loads[node] / gpus_per_node as f64 * (1.0 + slack));
+            let budget = SearchBudget {
+                max_rounds: 8 * slots_per_node,
+                pair_swaps: options.effort >= Effort::High,
+                good_enough,
+            };
+            let from_deepseek = !searches
+                && self.deepseek_order(shape, node as u32, &mut experts)
+                && self.start_from_deepseek(loads, &experts, slots_per_node, gpus_per_node);
+            let node_max = if from_deepseek {
+                self.node_covered[node] = true;
+                if self.polish_state.duplicates(&self.colors, &mut self.seen) > 0 {
+                    repair_duplicates(&mut self.polish_state, &self.items, &self.colors, true);
                 }
-            }
-            let state = self.packer.pack(
-                &self.items,
-                gpus_per_node,
-                Some(&self.colors),
-                options.effort,
-                None,
-            );
-            self.gpu_of.resize(self.items.len(), 0);
-            self.rank_in_gpu.resize(self.items.len(), 0);
-            state.write_assignment(&mut self.gpu_of, &mut self.rank_in_gpu);
+                improve(&mut self.polish_state, &self.items, Some(&self.colors), budget, &mut self.search);
+                self.polish_state.write_assignment(&mut self.gpu_of, &mut self.rank_in_gpu);
+                self.polish_state.max_load()
+            } else {
+                experts.clear();
+                experts.extend_from_slice(&self.node_experts[node * experts_per_node..(node + 1) * experts_per_node]);
+                self.node_loads.clear();
+                self.node_loads.extend(experts.iter().map(|&x| self.row[x as usize]));
+                self.count_planner.choose(&self.node_loads, slots_per_node, gpus_per_node, options.effort, &mut self.counts);
+                self.items.clear();
+                self.colors.clear();
+                for (j, &c) in self.counts.iter().enumerate() {
+                    let per_replica = self.node_loads[j] / f64::from(c);
+                    for _ in 0..c {
+                        self.items.push(per_replica);
+                        self.colors.push(j as u32);
+                    }
+                }
+                let state = self.packer.pack_until(&self.items, gpus_per_node, Some(&self.colors), options.effort, None, good_enough);
+                self.gpu_of.resize(self.items.len(), 0);
+                self.rank_in_gpu.resize(self.items.len(), 0);
+                state.write_assignment(&mut self.gpu_of, &mut self.rank_in_gpu);
+                state.max_load()
+            };
+            layer_max = layer_max.max(node_max);
             let slot_base = node * slots_per_node;
             for i in 0..self.items.len() {
                 let slot = slot_base + self.gpu_of[i] as usize * k + self.rank_in_gpu[i] as usize;
@@ -211,7 +313,38 @@ impl RefinedPlanner {
                 logcnt[x as usize] = i64::from(self.counts[j]);
             }
         }
-        self.item_expert.clear();
+        self.experts = experts;
+    }
+
+    /// Loads DeepSeek's plan of one node into `polish_state`, `items`, `colors` and `counts`;
+    /// `false` (and nothing usable) when it needs more replicas of an expert than the node has
+    /// GPUs, where our own capped counts are the better start.
+    fn start_from_deepseek<L: Load>(
+        &mut self,
+        loads: &[L],
+        experts: &[u32],
+        slots_per_node: usize,
+        gpus_per_node: usize,
+    ) -> bool {
+        let (phy2mlog, mlogcnt, gpu_of) =
+            self.deepseek
+                .plan_single_node(loads, experts, slots_per_node, gpus_per_node);
+        if mlogcnt.iter().any(|&c| c as usize > gpus_per_node) {
+            return false;
+        }
+        self.counts.clear();
+        self.counts.extend_from_slice(mlogcnt);
+        self.items.clear();
+        self.colors.clear();
+        for &j in phy2mlog {
+            self.items
+                .push(self.row[experts[j as usize] as usize] / f64::from(mlogcnt[j as usize]));
+            self.colors.push(j);
+        }
+        self.polish_state.assign_from(gpu_of, &self.items, gpus_per_node);
+        self.gpu_of.resize(slots_per_node, 0);
+        self.rank_in_gpu.resize(slots_per_node, 0);
+        true
     }
 }
 
@@ -234,6 +367,7 @@ pub(crate) fn polish_packing(
     let budget = SearchBudget {
         max_rounds: 8 * slots_per_node,
         pair_swaps: options.effort >= crate::options::Effort::High,
+        good_enough: 0.0,
     };
     let mut pack_of = Vec::with_capacity(slots_per_node);
     for node_slots in phy2log.chunks_exact_mut(slots_per_node) {
@@ -246,8 +380,13 @@ pub(crate) fn polish_packing(
         pack_of.clear();
         pack_of.extend((0..slots_per_node).map(|i| (i / k) as u32));
         state.assign_from(&pack_of, items, gpus_per_node);
+        repair_duplicates(state, items, colors, true);
         improve(state, items, Some(colors), budget, search);
-        let experts: Vec<i64> = state.slots.iter().map(|&i| i64::from(colors[i as usize])).collect();
+        let experts: Vec<i64> = state
+            .slots
+            .iter()
+            .map(|&i| i64::from(colors[i as usize]))
+            .collect();
         node_slots.copy_from_slice(&experts);
     }
 }
