@@ -1,1 +1,93 @@
-fn main() {}
+//! Criterion benchmarks of whole plans for the DeepSeek-V3 shapes (58 layers x 256 experts, 288
+//! slots, 8 groups), both algorithms, through the C entry point engines call.
+//!
+//! `cargo bench --bench plan`. Loads: the embedded DeepSeek-V3-like generator of the examples, or
+//! `EPLB_BENCH_TRACE=path` for a file in the format of `../shared/traces/`.
+
+#[path = "../examples/support/mod.rs"]
+mod support;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use eplb::ffi::{
+    EPLB_ALGORITHM_DEEPSEEK, EPLB_ALGORITHM_REFINED, EPLB_EFFORT_DEFAULT, EPLB_EFFORT_FAST,
+    EPLB_EFFORT_MAX, EPLB_STATUS_OK, eplb_options, eplb_options_init, eplb_rebalance_experts,
+};
+use std::hint::black_box;
+
+struct Case {
+    name: &'static str,
+    replicas: usize,
+    groups: usize,
+    nodes: usize,
+    gpus: usize,
+}
+
+const CASES: &[Case] = &[
+    Case { name: "prefill_4x8", replicas: 288, groups: 8, nodes: 4, gpus: 32 },
+    Case { name: "global_32", replicas: 288, groups: 8, nodes: 3, gpus: 32 },
+    Case { name: "decode_144", replicas: 288, groups: 8, nodes: 18, gpus: 144 },
+];
+
+fn options(algorithm: i32, effort: i32) -> eplb_options {
+    let mut o = std::mem::MaybeUninit::<eplb_options>::uninit();
+    // SAFETY: o is a valid, aligned eplb_options-sized buffer; init fills every field.
+    let mut o = unsafe {
+        eplb_options_init(o.as_mut_ptr());
+        o.assume_init()
+    };
+    o.algorithm = algorithm;
+    o.effort = effort;
+    o
+}
+
+fn bench(c: &mut Criterion) {
+    let (loads, layers, experts) = match std::env::var("EPLB_BENCH_TRACE") {
+        Ok(path) => support::read_trace(&path).expect("trace"),
+        Err(_) => (support::deepseek_like(58, 256, 8, 7), 58, 256),
+    };
+    let mut group = c.benchmark_group("plan");
+    group.sample_size(30);
+    for case in CASES {
+        let width = case.replicas - experts + 1;
+        let mut phy2log = vec![0i64; layers * case.replicas];
+        let mut log2phy = vec![0i64; layers * experts * width];
+        let mut logcnt = vec![0i64; layers * experts];
+        for (label, algorithm, effort) in [
+            ("deepseek", EPLB_ALGORITHM_DEEPSEEK, EPLB_EFFORT_DEFAULT),
+            ("refined_fast", EPLB_ALGORITHM_REFINED, EPLB_EFFORT_FAST),
+            ("refined", EPLB_ALGORITHM_REFINED, EPLB_EFFORT_DEFAULT),
+            ("refined_max", EPLB_ALGORITHM_REFINED, EPLB_EFFORT_MAX),
+        ] {
+            if label == "refined_max" && case.name == "decode_144" {
+                continue; // hundreds of ms: not a per-step budget
+            }
+            let opts = options(algorithm, effort);
+            group.bench_function(format!("{}/{label}", case.name), |b| {
+                b.iter(|| {
+                    // SAFETY: every buffer has the documented length for this shape.
+                    let status = unsafe {
+                        eplb_rebalance_experts(
+                            black_box(loads.as_ptr()),
+                            layers,
+                            experts,
+                            case.replicas,
+                            case.groups,
+                            case.nodes,
+                            case.gpus,
+                            &opts,
+                            phy2log.as_mut_ptr(),
+                            log2phy.as_mut_ptr(),
+                            width,
+                            logcnt.as_mut_ptr(),
+                        )
+                    };
+                    assert_eq!(status, EPLB_STATUS_OK);
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
