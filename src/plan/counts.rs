@@ -28,7 +28,7 @@ pub struct CountPlanner {
 fn evaluation_budget(effort: Effort) -> usize {
     match effort {
         Effort::Fast => 0,
-        Effort::Default => 128,
+        Effort::Default => 64,
         Effort::High => 512,
         Effort::Max => 4096,
     }
@@ -116,28 +116,32 @@ impl CountPlanner {
             };
             for &quarters in shares {
                 let hot = extras * quarters / 4;
-                self.phy2log.truncate(loads.len() + hot);
-                replicate_greedy(
-                    loads,
-                    cap,
-                    &mut self.replication,
-                    &mut self.phy2log,
-                    &mut self.rank,
-                    &mut start,
-                );
-                let mut order: Vec<u32> = (0..loads.len() as u32)
-                    .filter(|&e| start[e as usize] == 1)
-                    .collect();
-                order.sort_unstable_by(|&a, &b| {
-                    loads[a as usize]
-                        .total_cmp(&loads[b as usize])
-                        .then(a.cmp(&b))
-                });
-                for &e in order.iter().take(extras - hot) {
-                    start[e as usize] += 1;
-                }
-                if start.iter().map(|&c| c as usize).sum::<usize>() != num_slots {
-                    continue;
+                if hot == extras {
+                    start.copy_from_slice(counts);
+                } else {
+                    self.phy2log.truncate(loads.len() + hot);
+                    replicate_greedy(
+                        loads,
+                        cap,
+                        &mut self.replication,
+                        &mut self.phy2log,
+                        &mut self.rank,
+                        &mut start,
+                    );
+                    let mut order: Vec<u32> = (0..loads.len() as u32)
+                        .filter(|&e| start[e as usize] == 1)
+                        .collect();
+                    order.sort_unstable_by(|&a, &b| {
+                        loads[a as usize]
+                            .total_cmp(&loads[b as usize])
+                            .then(a.cmp(&b))
+                    });
+                    for &e in order.iter().take(extras - hot) {
+                        start[e as usize] += 1;
+                    }
+                    if start.iter().map(|&c| c as usize).sum::<usize>() != num_slots {
+                        continue;
+                    }
                 }
                 let key = self.search_pairs(loads, cap, effort, &mut start);
                 if best.as_ref().is_none_or(|(k, _)| improves(key, *k)) {
@@ -174,12 +178,12 @@ impl CountPlanner {
         let mut current = (max, squares);
         'search: while budget > 0 {
             let pair = [self.items[at].1, self.items[n - 1 - at].1];
-            self.rank_donors(loads, counts, &pair);
+            self.rank_donors(loads, counts, &pair, donor_breadth(effort));
             for &receiver in &pair {
                 if counts[receiver as usize] >= cap {
                     continue;
                 }
-                for d in 0..self.donors.len().min(donor_breadth(effort)) {
+                for d in 0..self.donors.len() {
                     if budget == 0 {
                         break 'search;
                     }
@@ -202,18 +206,25 @@ impl CountPlanner {
         current
     }
 
-    /// Experts that can give up a replica, least harmed first (smallest load per replica after).
-    fn rank_donors(&mut self, loads: &[f64], counts: &[u32], receivers: &[u32]) {
+    /// The `breadth` experts that can give up a replica with the least harm (smallest load per
+    /// replica after giving one up), least harmed first; selected in one pass, not sorted.
+    fn rank_donors(&mut self, loads: &[f64], counts: &[u32], receivers: &[u32], breadth: usize) {
         self.donors.clear();
-        self.donors.extend(
-            counts
-                .iter()
-                .enumerate()
-                .filter(|&(e, &c)| c >= 2 && !receivers.contains(&(e as u32)))
-                .map(|(e, &c)| (loads[e] / f64::from(c - 1), e as u32)),
-        );
-        self.donors
-            .sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        for (e, &c) in counts.iter().enumerate() {
+            if c < 2 || receivers.contains(&(e as u32)) {
+                continue;
+            }
+            let candidate = (loads[e] / f64::from(c - 1), e as u32);
+            let better = |a: &(f64, u32), b: &(f64, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).is_lt();
+            if self.donors.len() < breadth {
+                let at = self.donors.partition_point(|d| better(d, &candidate));
+                self.donors.insert(at, candidate);
+            } else if self.donors.last().is_some_and(|last| better(&candidate, last)) {
+                self.donors.pop();
+                let at = self.donors.partition_point(|d| better(d, &candidate));
+                self.donors.insert(at, candidate);
+            }
+        }
     }
 
     /// Fills `trial` with the sorted items after moving one replica from `donor` to `receiver`.
