@@ -115,7 +115,8 @@ impl Family {
 /// layers of DeepSeek-V3 are). Returns `(loads, layers, experts)`.
 pub fn read_trace(path: &str) -> Result<(Vec<f32>, usize, usize), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
     let rows = value["logical_count"]
         .as_array()
         .ok_or_else(|| format!("{path}: no \"logical_count\" array"))?;
