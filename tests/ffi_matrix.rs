@@ -862,7 +862,7 @@ fn stats_structs(v: &mut Vec<Case>) {
                 ],
             ));
         }
-        for size in [16, 24, full, full + 8, 1000, MAX_STRUCT_SIZE] {
+        for size in [16, 20, 24, full - 4, full, full + 8, 1000, MAX_STRUCT_SIZE] {
             let mut c = call.clone();
             c.stats = Some(StatsSpec::new(size));
             v.push(ok(
