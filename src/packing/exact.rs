@@ -94,6 +94,27 @@ pub fn solve(
     if incumbent <= lower_bound * (1.0 + 1e-12) {
         return true;
     }
+    if state.per_pack == 2 {
+        // Two items per pack: pairing the i-th heaviest with the i-th lightest is optimal.
+        sort_descending(weights, &mut scratch.keys, &mut scratch.order);
+        let pairing = (0..n / 2)
+            .map(|i| {
+                weights[scratch.order[i] as usize] + weights[scratch.order[n - 1 - i] as usize]
+            })
+            .fold(0.0, f64::max);
+        if pairing < incumbent {
+            scratch.best.clear();
+            scratch.best.resize(n, 0);
+            for i in 0..n / 2 {
+                scratch.best[scratch.order[i] as usize] = i as u32;
+                scratch.best[scratch.order[n - 1 - i] as usize] = i as u32;
+            }
+            let best = std::mem::take(&mut scratch.best);
+            state.assign_from(&best, weights, m);
+            scratch.best = best;
+        }
+        return true;
+    }
     sort_descending(weights, &mut scratch.keys, &mut scratch.order);
     scratch.loads.clear();
     scratch.loads.resize(m, 0.0);

@@ -138,16 +138,20 @@ impl DeepSeekPlanner {
         );
     }
 
+    /// Sets the layer whose nodes [`DeepSeekPlanner::plan_single_node`] plans.
+    pub fn set_row<L: Load>(&mut self, loads: &[L]) {
+        row_to_f32(loads, &mut self.row);
+    }
+
     /// DeepSeek's plan for one node whose experts, in DeepSeek's order, are `experts`: returns each
     /// node-local slot's expert position in `experts`, each expert's count, and each slot's GPU.
-    pub fn plan_single_node<L: Load>(
+    /// Call [`DeepSeekPlanner::set_row`] with the layer's loads first.
+    pub fn plan_single_node(
         &mut self,
-        loads: &[L],
         experts: &[u32],
         slots_per_node: usize,
         gpus_per_node: usize,
     ) -> (&[u32], &[u32], &[u32]) {
-        row_to_f32(loads, &mut self.row);
         self.phy2mlog.resize(slots_per_node, 0);
         self.replica_rank.resize(slots_per_node, 0);
         self.mlogcnt.resize(experts.len(), 0);
@@ -155,25 +159,5 @@ impl DeepSeekPlanner {
         self.rank_in_gpu.resize(slots_per_node, 0);
         self.plan_node(experts, gpus_per_node);
         (&self.phy2mlog, &self.mlogcnt, &self.gpu_of)
-    }
-
-    /// The max GPU load (f64, as the metrics measure it) of DeepSeek's plan for one node: a lower
-    /// bound on DeepSeek's whole-layer maximum. `experts` must be in DeepSeek's order for that node.
-    pub fn node_max_gpu_load<L: Load>(
-        &mut self,
-        loads: &[L],
-        loads_f64: &[f64],
-        experts: &[u32],
-        slots_per_node: usize,
-        gpus_per_node: usize,
-    ) -> f64 {
-        let (phy2mlog, mlogcnt, gpu_of) =
-            self.plan_single_node(loads, experts, slots_per_node, gpus_per_node);
-        let mut gpu = vec![0.0f64; gpus_per_node];
-        for i in 0..slots_per_node {
-            let j = phy2mlog[i] as usize;
-            gpu[gpu_of[i] as usize] += loads_f64[experts[j] as usize] / f64::from(mlogcnt[j]);
-        }
-        gpu.into_iter().fold(0.0, f64::max)
     }
 }

@@ -14,6 +14,7 @@ use crate::load::{Load, row_to_f64};
 use crate::metrics::max_gpu_load;
 use crate::options::{Effort, Options};
 use crate::packing::Packer;
+use crate::packing::exact::{self, ExactScratch};
 use crate::packing::greedy::{GreedyScratch, greedy_pack};
 use crate::packing::local_search::{SearchBudget, SearchScratch, improve, repair_duplicates};
 use crate::packing::state::PackState;
@@ -24,6 +25,11 @@ use super::deepseek::DeepSeekPlanner;
 
 /// Relative slack under which two GPU maxima count as equal (f64 summation noise).
 pub(crate) const LOAD_TOLERANCE: f64 = 1e-12;
+
+/// Group counts up to which the split of groups onto nodes is solved exactly.
+const EXACT_SPLIT_GROUPS: usize = 16;
+/// Node budget of that exact search (the incumbent is kept if it runs out).
+const EXACT_SPLIT_NODES: usize = 200_000;
 
 /// Below the high effort levels, a node's search stops within this fraction of the node's lower
 /// bound (its load over its GPUs): the last hundredth of a percent costs more than it is worth.
@@ -60,6 +66,8 @@ pub struct RefinedPlanner {
     packer: Packer,
     count_planner: CountPlanner,
     polish_state: PackState,
+    split_state: PackState,
+    exact: ExactScratch,
     search: SearchScratch,
 }
 
@@ -92,7 +100,8 @@ impl RefinedPlanner {
         row_to_f64(loads, &mut self.row);
         let k = shape.slots_per_gpu();
         let ds_node_max = self.split_groups(shape, options, group_node);
-        self.plan_nodes(loads, shape, options, phy2log, logcnt);
+        self.deepseek.set_row(loads);
+        self.plan_nodes(shape, options, phy2log, logcnt);
         let ours = max_gpu_load(&self.row, phy2log, logcnt, k, &mut self.scratch);
         let (_, n) = shape.effective_groups_nodes();
         let gpus_per_node = shape.num_gpus / n;
@@ -103,7 +112,9 @@ impl RefinedPlanner {
             .scratch
             .iter()
             .enumerate()
-            .fold((0, f64::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+            .fold((0, f64::NEG_INFINITY), |best, (i, &v)| {
+                if v > best.1 { (i, v) } else { best }
+            })
             .0;
         if self.node_covered[bottleneck / gpus_per_node] {
             return;
@@ -179,14 +190,28 @@ impl RefinedPlanner {
         self.ds_group_pack.clone_from(&self.group_pack);
         self.ds_group_rank.clone_from(&self.group_rank);
         if n > 1 {
-            let state = self.packer.pack(
-                &self.group_loads,
-                n,
-                None,
-                options.effort,
-                Some(&self.group_pack),
-            );
-            state.write_assignment(&mut self.group_pack, &mut self.group_rank);
+            if g <= EXACT_SPLIT_GROUPS {
+                // Small: branch and bound from DeepSeek's split finds the optimum.
+                self.split_state
+                    .assign_from(&self.group_pack, &self.group_loads, n);
+                exact::solve(
+                    &mut self.split_state,
+                    &self.group_loads,
+                    EXACT_SPLIT_NODES,
+                    &mut self.exact,
+                );
+                self.split_state
+                    .write_assignment(&mut self.group_pack, &mut self.group_rank);
+            } else {
+                let state = self.packer.pack(
+                    &self.group_loads,
+                    n,
+                    None,
+                    options.effort,
+                    Some(&self.group_pack),
+                );
+                state.write_assignment(&mut self.group_pack, &mut self.group_rank);
+            }
         }
         if shape.num_groups % shape.num_nodes == 0 {
             for (dst, &p) in group_node.iter_mut().zip(&self.group_pack) {
@@ -213,18 +238,23 @@ impl RefinedPlanner {
     fn deepseek_order(&self, shape: &Shape, node: u32, out: &mut Vec<u32>) -> bool {
         let (g, _) = shape.effective_groups_nodes();
         let group_size = shape.num_logical / g;
-        let mut groups: Vec<usize> = (0..g).filter(|&x| self.group_pack[x] == node).collect();
-        let ds_node = self.ds_group_pack[groups[0]];
-        if !groups.iter().all(|&x| self.ds_group_pack[x] == ds_node) {
+        let Some(first) = (0..g).find(|&x| self.group_pack[x] == node) else {
+            return false;
+        };
+        let ds_node = self.ds_group_pack[first];
+        if (0..g).any(|x| (self.group_pack[x] == node) != (self.ds_group_pack[x] == ds_node)) {
             return false;
         }
-        groups.sort_by_key(|&x| self.ds_group_rank[x]);
+        // DeepSeek's order: the node's groups by their rank in its greedy split.
         out.clear();
-        out.extend(
-            groups
-                .iter()
-                .flat_map(|&x| (x * group_size..(x + 1) * group_size).map(|e| e as u32)),
-        );
+        let groups_per_node = g / shape.effective_groups_nodes().1;
+        for rank in 0..groups_per_node as u32 {
+            if let Some(x) =
+                (0..g).find(|&x| self.ds_group_pack[x] == ds_node && self.ds_group_rank[x] == rank)
+            {
+                out.extend((x * group_size..(x + 1) * group_size).map(|e| e as u32));
+            }
+        }
         true
     }
 
@@ -232,9 +262,8 @@ impl RefinedPlanner {
     /// below its maximum). Where DeepSeek put the same groups on a node and our count search does
     /// not apply, the node starts from DeepSeek's own plan for it and local search only improves
     /// it, so that node is never worse than DeepSeek's (`node_covered`).
-    fn plan_nodes<L: Load>(
+    fn plan_nodes(
         &mut self,
-        loads: &[L],
         shape: &Shape,
         options: &Options,
         phy2log: &mut [i64],
@@ -258,14 +287,24 @@ impl RefinedPlanner {
             .sort_by(|&a, &b| node_loads[b].total_cmp(&node_loads[a]).then(a.cmp(&b)));
         self.node_covered.clear();
         self.node_covered.resize(n, false);
-        let searches = CountPlanner::searches(experts_per_node, slots_per_node, gpus_per_node, options.effort);
+        let searches = CountPlanner::searches(
+            experts_per_node,
+            slots_per_node,
+            gpus_per_node,
+            options.effort,
+        );
         let mut layer_max = 0.0f64;
         let mut experts = std::mem::take(&mut self.experts);
         for idx in 0..n {
             let node = self.node_order[idx];
             // Stop at the layer maximum reached so far, or close enough to this node's bound.
-            let slack = if options.effort >= Effort::High { 0.0 } else { GOOD_ENOUGH_SLACK };
-            let good_enough = layer_max.max(node_loads[node] / gpus_per_node as f64 * (1.0 + slack));
+            let slack = if options.effort >= Effort::High {
+                0.0
+            } else {
+                GOOD_ENOUGH_SLACK
+            };
+            let good_enough =
+                layer_max.max(node_loads[node] / gpus_per_node as f64 * (1.0 + slack));
             let budget = SearchBudget {
                 max_rounds: 8 * slots_per_node,
                 pair_swaps: options.effort >= Effort::High,
@@ -273,21 +312,37 @@ impl RefinedPlanner {
             };
             let from_deepseek = !searches
                 && self.deepseek_order(shape, node as u32, &mut experts)
-                && self.start_from_deepseek(loads, &experts, slots_per_node, gpus_per_node);
+                && self.start_from_deepseek(&experts, slots_per_node, gpus_per_node);
             let node_max = if from_deepseek {
                 self.node_covered[node] = true;
                 if self.polish_state.duplicates(&self.colors, &mut self.seen) > 0 {
                     repair_duplicates(&mut self.polish_state, &self.items, &self.colors, true);
                 }
-                improve(&mut self.polish_state, &self.items, Some(&self.colors), budget, &mut self.search);
-                self.polish_state.write_assignment(&mut self.gpu_of, &mut self.rank_in_gpu);
+                improve(
+                    &mut self.polish_state,
+                    &self.items,
+                    Some(&self.colors),
+                    budget,
+                    &mut self.search,
+                );
+                self.polish_state
+                    .write_assignment(&mut self.gpu_of, &mut self.rank_in_gpu);
                 self.polish_state.max_load()
             } else {
                 experts.clear();
-                experts.extend_from_slice(&self.node_experts[node * experts_per_node..(node + 1) * experts_per_node]);
+                experts.extend_from_slice(
+                    &self.node_experts[node * experts_per_node..(node + 1) * experts_per_node],
+                );
                 self.node_loads.clear();
-                self.node_loads.extend(experts.iter().map(|&x| self.row[x as usize]));
-                self.count_planner.choose(&self.node_loads, slots_per_node, gpus_per_node, options.effort, &mut self.counts);
+                self.node_loads
+                    .extend(experts.iter().map(|&x| self.row[x as usize]));
+                self.count_planner.choose(
+                    &self.node_loads,
+                    slots_per_node,
+                    gpus_per_node,
+                    options.effort,
+                    &mut self.counts,
+                );
                 self.items.clear();
                 self.colors.clear();
                 for (j, &c) in self.counts.iter().enumerate() {
@@ -297,7 +352,14 @@ impl RefinedPlanner {
                         self.colors.push(j as u32);
                     }
                 }
-                let state = self.packer.pack_until(&self.items, gpus_per_node, Some(&self.colors), options.effort, None, good_enough);
+                let state = self.packer.pack_until(
+                    &self.items,
+                    gpus_per_node,
+                    Some(&self.colors),
+                    options.effort,
+                    None,
+                    good_enough,
+                );
                 self.gpu_of.resize(self.items.len(), 0);
                 self.rank_in_gpu.resize(self.items.len(), 0);
                 state.write_assignment(&mut self.gpu_of, &mut self.rank_in_gpu);
@@ -319,16 +381,15 @@ impl RefinedPlanner {
     /// Loads DeepSeek's plan of one node into `polish_state`, `items`, `colors` and `counts`;
     /// `false` (and nothing usable) when it needs more replicas of an expert than the node has
     /// GPUs, where our own capped counts are the better start.
-    fn start_from_deepseek<L: Load>(
+    fn start_from_deepseek(
         &mut self,
-        loads: &[L],
         experts: &[u32],
         slots_per_node: usize,
         gpus_per_node: usize,
     ) -> bool {
         let (phy2mlog, mlogcnt, gpu_of) =
             self.deepseek
-                .plan_single_node(loads, experts, slots_per_node, gpus_per_node);
+                .plan_single_node(experts, slots_per_node, gpus_per_node);
         if mlogcnt.iter().any(|&c| c as usize > gpus_per_node) {
             return false;
         }
@@ -341,7 +402,8 @@ impl RefinedPlanner {
                 .push(self.row[experts[j as usize] as usize] / f64::from(mlogcnt[j as usize]));
             self.colors.push(j);
         }
-        self.polish_state.assign_from(gpu_of, &self.items, gpus_per_node);
+        self.polish_state
+            .assign_from(gpu_of, &self.items, gpus_per_node);
         self.gpu_of.resize(slots_per_node, 0);
         self.rank_in_gpu.resize(slots_per_node, 0);
         true
