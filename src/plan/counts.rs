@@ -111,7 +111,7 @@ impl CountPlanner {
             let mut start = counts.clone();
             let mut best: Option<((f64, f64), Vec<u32>)> = None;
             let shares: &[usize] = match effort {
-                Effort::Fast | Effort::Default => &[4],
+                Effort::Fast | Effort::Default => &[4, 3],
                 Effort::High | Effort::Max => &[4, 3, 2, 1, 0],
             };
             for &quarters in shares {
@@ -215,11 +215,16 @@ impl CountPlanner {
                 continue;
             }
             let candidate = (loads[e] / f64::from(c - 1), e as u32);
-            let better = |a: &(f64, u32), b: &(f64, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).is_lt();
+            let better =
+                |a: &(f64, u32), b: &(f64, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).is_lt();
             if self.donors.len() < breadth {
                 let at = self.donors.partition_point(|d| better(d, &candidate));
                 self.donors.insert(at, candidate);
-            } else if self.donors.last().is_some_and(|last| better(&candidate, last)) {
+            } else if self
+                .donors
+                .last()
+                .is_some_and(|last| better(&candidate, last))
+            {
                 self.donors.pop();
                 let at = self.donors.partition_point(|d| better(d, &candidate));
                 self.donors.insert(at, candidate);

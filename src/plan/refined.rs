@@ -18,6 +18,7 @@ use crate::packing::exact::{self, ExactScratch};
 use crate::packing::greedy::{GreedyScratch, greedy_pack};
 use crate::packing::local_search::{SearchBudget, SearchScratch, improve, repair_duplicates};
 use crate::packing::state::PackState;
+use crate::packing::weight::sort_descending;
 use crate::shape::Shape;
 
 use super::counts::CountPlanner;
@@ -66,6 +67,8 @@ pub struct RefinedPlanner {
     packer: Packer,
     count_planner: CountPlanner,
     polish_state: PackState,
+    sort_keys: Vec<u128>,
+    order: Vec<u32>,
     split_state: PackState,
     exact: ExactScratch,
     search: SearchScratch,
@@ -352,18 +355,43 @@ impl RefinedPlanner {
                         self.colors.push(j as u32);
                     }
                 }
-                let state = self.packer.pack_until(
-                    &self.items,
-                    gpus_per_node,
-                    Some(&self.colors),
-                    options.effort,
-                    None,
-                    good_enough,
-                );
                 self.gpu_of.resize(self.items.len(), 0);
                 self.rank_in_gpu.resize(self.items.len(), 0);
-                state.write_assignment(&mut self.gpu_of, &mut self.rank_in_gpu);
-                state.max_load()
+                if searches {
+                    // Two slots per GPU: the heaviest replica with the lightest is optimal for
+                    // these counts (what the count search measured); then remove duplicates.
+                    sort_descending(&self.items, &mut self.sort_keys, &mut self.order);
+                    let n_items = self.items.len();
+                    for i in 0..n_items / 2 {
+                        self.gpu_of[self.order[i] as usize] = i as u32;
+                        self.gpu_of[self.order[n_items - 1 - i] as usize] = i as u32;
+                    }
+                    let state = &mut self.polish_state;
+                    state.assign_from(&self.gpu_of, &self.items, gpus_per_node);
+                    if state.duplicates(&self.colors, &mut self.seen) > 0 {
+                        repair_duplicates(state, &self.items, &self.colors, false);
+                        improve(
+                            state,
+                            &self.items,
+                            Some(&self.colors),
+                            budget,
+                            &mut self.search,
+                        );
+                    }
+                    state.write_assignment(&mut self.gpu_of, &mut self.rank_in_gpu);
+                    state.max_load()
+                } else {
+                    let state = self.packer.pack_until(
+                        &self.items,
+                        gpus_per_node,
+                        Some(&self.colors),
+                        options.effort,
+                        None,
+                        good_enough,
+                    );
+                    state.write_assignment(&mut self.gpu_of, &mut self.rank_in_gpu);
+                    state.max_load()
+                }
             };
             layer_max = layer_max.max(node_max);
             let slot_base = node * slots_per_node;
