@@ -2,6 +2,7 @@
 
 pub mod counts;
 pub mod deepseek;
+pub mod locality;
 pub mod refined;
 
 use crate::error::{Error, Result, try_vec};

@@ -1,0 +1,871 @@
+//! The node-locality budget (issue 6): hierarchical plans that may spend a bounded share of each
+//! layer's load on replicas outside their expert's home node.
+//!
+//! The strict hierarchical plan keeps every replica on the home node of its expert's group, so the
+//! heaviest node bounds the layer: its GPUs carry at least `node load / GPUs per node`. With a
+//! budget `b` (`Options::max_off_home_share`), [`spend_budget`] rewrites a strict plan:
+//!
+//! 1. **Target.** Water-fill the node loads: the heaviest nodes may shed `b * total` together, so
+//!    the best reachable heaviest node is the level `h` with `sum max(0, node - h) = b * total`
+//!    ([`water_level`]). The target GPU load is `max(h / GPUs per node, total / GPUs)`.
+//! 2. **Moves.** While the node with the highest estimated GPU maximum (`max(node load / GPUs per
+//!    node, largest replica)`) is above the target, one of its experts gets one more replica, placed
+//!    in a lighter node: the lighter node gives up a redundant replica of one of its own experts
+//!    (the one whose remaining replicas grow least), so its own load is unchanged. Adding a replica
+//!    to expert `x` (load `w`, `c` replicas, `a` of them at home) moves `w a / (c (c + 1))` off its
+//!    home node, which is exactly what the move costs from the budget. The move chosen brings the
+//!    pair of nodes lowest, stopping at the target, and among moves that reach the target the
+//!    cheapest one, so the budget goes where the water-filling puts it.
+//! 3. **Packing.** Every node that changed is packed again onto its GPUs by the refined packer
+//!    (experts as colors, so no GPU holds two replicas of one expert when that can be avoided),
+//!    starting from its previous packing.
+//! 4. **Safety net.** The new plan replaces the strict one only when its GPU maximum is lower, its
+//!    off-home share (as [`crate::metrics::off_home_share`] measures it) is within the budget and
+//!    it has no more duplicated replicas.
+//!
+//! Every expert keeps at least one replica on its home node; `group_node` is not changed.
+//! [`water_filling_bound`] is the bound of the issue, for measuring how much of the budget's promise
+//! a plan keeps.
+
+use crate::metrics::{max_gpu_load, min_max_replica_load, off_home_share};
+use crate::options::{Effort, Options};
+use crate::packing::exact::{self, ExactScratch};
+use crate::packing::local_search::{SearchBudget, SearchScratch, improve};
+use crate::packing::{PackState, Packer};
+use crate::shape::{Policy, Shape};
+
+use super::refined::LOAD_TOLERANCE;
+
+/// Relative margin a move must gain, so that rounding noise never drives the loop.
+const MIN_GAIN: f64 = 1e-9;
+
+/// Relative slack of the repacking: a node's packing search stops once its heaviest GPU is within
+/// this of the layer's estimated maximum (saves most of the search for a negligible loss).
+const PACK_SLACK: f64 = 5e-4;
+
+/// The full packer runs after the local search only when that search ends this far (relative)
+/// above the level it aims at.
+const FALLBACK_MISS: f64 = 3e-3;
+
+/// Exchanges the repacking search may apply, per replica of the node.
+const SEARCH_ROUNDS_PER_ITEM: usize = 8;
+
+/// Up to this many slots per GPU minus one, the smallest replicas are kept in a fixed array.
+const SMALL_FILL: usize = 16;
+
+/// The lowest level `h >= mean` such that the loads above it sum to at most `shed`:
+/// `sum_i max(0, node_loads[i] - h) <= shed`. With `shed = 0` this is the heaviest load.
+pub fn water_level(node_loads: &[f64], shed: f64) -> f64 {
+    let n = node_loads.len();
+    if n == 0 {
+        return 0.0;
+    }
+    let mut sorted = node_loads.to_vec();
+    sorted.sort_unstable_by(|a, b| b.total_cmp(a));
+    let mean = sorted.iter().sum::<f64>() / n as f64;
+    let shed = shed.max(0.0);
+    let mut prefix = 0.0;
+    for j in 0..n {
+        prefix += sorted[j];
+        // The j + 1 heaviest nodes lowered to one common level.
+        let level = (prefix - shed) / (j + 1) as f64;
+        if j + 1 == n || level >= sorted[j + 1] {
+            return level.max(mean);
+        }
+    }
+    mean
+}
+
+/// The node loads of the best strict split of groups onto `num_nodes` nodes (equal group counts):
+/// the refined packer, then the exact search (optimal when it completes within its budget).
+pub fn best_split_node_loads(group_loads: &[f64], num_nodes: usize) -> Vec<f64> {
+    let mut packer = Packer::default();
+    let mut state = packer
+        .pack(group_loads, num_nodes, None, Effort::Default, None)
+        .clone();
+    if group_loads.len() <= 32 {
+        exact::solve(
+            &mut state,
+            group_loads,
+            2_000_000,
+            &mut ExactScratch::default(),
+        );
+    }
+    state.loads
+}
+
+/// The water-filling bound of issue 6 on one layer's max GPU load with a locality budget of
+/// `max_off_home_share` (in `[0, 1]`).
+///
+/// Take the best strict split of groups onto nodes ([`best_split_node_loads`]); at most
+/// `max_off_home_share * total` can leave its home node, so the heaviest node is at least the water
+/// level `h` of [`water_level`], and the GPU maximum at least `h / GPUs per node`. It is also at
+/// least the global policy's bounds `total / GPUs` and `m*` (the smallest possible largest replica
+/// with `num_replicas` slots). Under the global policy (or one node) only those apply.
+///
+/// The bound ignores that foreign replicas need redundant slots: each node can host at most
+/// `(num_replicas - num_logical) / num_nodes` of them, which can keep a plan above it when few
+/// redundant slots per node meet a large node imbalance (8 nodes x 4 GPUs, for example).
+pub fn water_filling_bound(loads: &[f64], shape: &Shape, max_off_home_share: f64) -> f64 {
+    let total: f64 = loads.iter().sum();
+    if total <= 0.0 || loads.is_empty() {
+        return 0.0;
+    }
+    let global =
+        (total / shape.num_gpus as f64).max(min_max_replica_load(loads, shape.num_replicas));
+    if shape.policy() != Policy::Hierarchical || shape.num_nodes < 2 {
+        return global;
+    }
+    let group_size = shape.num_logical / shape.num_groups;
+    let groups: Vec<f64> = loads
+        .chunks_exact(group_size)
+        .map(|c| c.iter().sum())
+        .collect();
+    let nodes = best_split_node_loads(&groups, shape.num_nodes);
+    let level = water_level(&nodes, max_off_home_share.clamp(0.0, 1.0) * total);
+    global.max(level / shape.gpus_per_node() as f64)
+}
+
+/// The share of the total that must leave the heaviest of `node_loads` for a perfect node balance
+/// (every node at the mean): `sum max(0, node - mean) / total`.
+pub fn share_for_node_balance(node_loads: &[f64]) -> f64 {
+    let total: f64 = node_loads.iter().sum();
+    if total <= 0.0 {
+        return 0.0;
+    }
+    let mean = total / node_loads.len() as f64;
+    node_loads.iter().map(|&v| (v - mean).max(0.0)).sum::<f64>() / total
+}
+
+/// Spends the layer's locality budget on a strict hierarchical plan (see the module
+/// documentation). `phy2log` and `logcnt` are the layer's plan, rewritten in place when a better
+/// one within the budget exists; `group_node` gives each group's home node and is not changed.
+/// Does nothing under the global policy, with one node, a zero budget or no redundant slots.
+pub(crate) fn spend_budget(
+    loads: &[f64],
+    shape: &Shape,
+    options: &Options,
+    group_node: &[i64],
+    phy2log: &mut [i64],
+    logcnt: &mut [i64],
+) {
+    let budget = options.max_off_home_share;
+    let (e, r, g, n, p) = (
+        shape.num_logical,
+        shape.num_replicas,
+        shape.num_groups,
+        shape.num_nodes,
+        shape.num_gpus,
+    );
+    if !(budget > 0.0)
+        || shape.policy() != Policy::Hierarchical
+        || n < 2
+        || r == e
+        || loads.len() != e
+        || phy2log.len() != r
+        || logcnt.len() != e
+        || group_node.len() != g
+        || group_node.iter().any(|&h| h < 0 || h as usize >= n)
+        || phy2log.iter().any(|&x| x < 0 || x as usize >= e)
+    {
+        return;
+    }
+    let total: f64 = loads.iter().sum();
+    if !(total > 0.0 && total.is_finite()) {
+        return;
+    }
+    let k = shape.slots_per_gpu();
+    let mut gpu_loads = Vec::new();
+    let old_max = max_gpu_load(loads, phy2log, logcnt, k, &mut gpu_loads);
+    let mut layer = Layer::new(loads, shape, group_node);
+    layer.reset(phy2log, logcnt);
+    let left = budget * total - layer.off_home_load();
+    if left <= 0.0 {
+        return;
+    }
+    let target = (water_level(&layer.node_load, left) / layer.q as f64).max(total / p as f64);
+    if old_max <= target * (1.0 + MIN_GAIN) {
+        return;
+    }
+    if layer.run_moves(target, left) == 0 {
+        return;
+    }
+    layer.repack(options.effort);
+    let new_logcnt: Vec<i64> = layer.cnt.iter().map(|&c| i64::from(c)).collect();
+    let new_phy2log: Vec<i64> = layer.slots.iter().map(|&x| i64::from(x)).collect();
+    let new_max = max_gpu_load(loads, &new_phy2log, &new_logcnt, k, &mut gpu_loads);
+    if new_max >= old_max * (1.0 - LOAD_TOLERANCE)
+        || off_home_share(loads, &new_phy2log, &new_logcnt, group_node, shape) > budget
+        || duplicates(&new_phy2log, k, e) > duplicates(phy2log, k, e)
+    {
+        return;
+    }
+    phy2log.copy_from_slice(&new_phy2log);
+    logcnt.copy_from_slice(&new_logcnt);
+}
+
+/// Slots holding an expert that another slot of the same GPU already holds (as
+/// [`crate::metrics::duplicated_replicas`] counts them, in one pass).
+fn duplicates(phy2log: &[i64], slots_per_gpu: usize, num_logical: usize) -> usize {
+    let mut last_gpu = vec![usize::MAX; num_logical];
+    let mut count = 0;
+    for (slot, &x) in phy2log.iter().enumerate() {
+        let gpu = slot / slots_per_gpu;
+        let seen = &mut last_gpu[x as usize];
+        count += usize::from(*seen == gpu);
+        *seen = gpu;
+    }
+    count
+}
+
+/// How a move sheds load from its node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// One more replica of the expert, abroad.
+    Add,
+    /// One home replica of the expert moves abroad; its slot goes to another home expert.
+    Relocate,
+    /// A foreign replica moves on to another node; its slot goes to a home expert.
+    Forward,
+}
+
+/// One step: a replica of `expert` leaves node `from` (or is added) for node `to`.
+#[derive(Debug, Clone, Copy)]
+struct Move {
+    kind: Kind,
+    expert: u32,
+    from: usize,
+    to: usize,
+    /// With [`Kind::Relocate`] and [`Kind::Forward`]: the expert of `from` taking the freed slot.
+    taker: u32,
+    /// Load moved off home (the budget spent).
+    shed: f64,
+}
+
+/// A node that can take a foreign replica, as seen by one search for a move.
+#[derive(Debug, Clone, Copy)]
+struct Receiver {
+    node: usize,
+    load: f64,
+    /// Largest replica after giving up the victim's slot, and the `k - 1` smallest replicas.
+    peak: f64,
+    fill: f64,
+}
+
+/// Keeps `top` as the largest `(value, expert)` pairs, descending.
+fn insert_top(top: &mut [(f64, u32)], value: f64, expert: u32) {
+    let mut i = top.len();
+    while i > 0 && value > top[i - 1].0 {
+        i -= 1;
+    }
+    if i < top.len() {
+        top[i..].rotate_right(1);
+        top[i] = (value, expert);
+    }
+}
+
+/// A layer's plan being rewritten: slots, counts and per-node figures.
+struct Layer<'a> {
+    loads: &'a [f64],
+    /// Nodes, slots per node, GPUs per node, slots per GPU.
+    n: usize,
+    s: usize,
+    q: usize,
+    k: usize,
+    /// Expert of each slot.
+    slots: Vec<u32>,
+    /// Home node of each expert.
+    home_of: Vec<u32>,
+    /// Replicas per expert, the load of each, and how many of them are on the expert's home node.
+    cnt: Vec<u32>,
+    rep: Vec<f64>,
+    home_cnt: Vec<u32>,
+    /// Home experts of each node: `members[member_start[m]..member_start[m + 1]]`, heaviest first
+    /// once `sorted[m]`.
+    members: Vec<u32>,
+    member_start: Vec<usize>,
+    sorted: Vec<bool>,
+    keys: Vec<u128>,
+    node_load: Vec<f64>,
+    node_maxrep: Vec<f64>,
+    /// Sum of the `k - 1` smallest replica loads of each node, and the largest of them.
+    node_fill: Vec<f64>,
+    node_fill_max: Vec<f64>,
+    /// Per node: cheapest redundant home replica to give up (expert, its replicas' load after).
+    victim: Vec<Option<(u32, f64)>>,
+    exporter: Vec<bool>,
+    changed: Vec<bool>,
+    values: Vec<f64>,
+    receivers: Vec<Receiver>,
+}
+
+impl<'a> Layer<'a> {
+    fn new(loads: &'a [f64], shape: &Shape, group_node: &[i64]) -> Layer<'a> {
+        let (e, r, n) = (shape.num_logical, shape.num_replicas, shape.num_nodes);
+        let group_size = e / shape.num_groups;
+        let s = r / n;
+        let mut member_start = Vec::with_capacity(n + 1);
+        let mut members = Vec::with_capacity(e);
+        for node in 0..n {
+            let start = members.len();
+            member_start.push(start);
+            for (group, &home) in group_node.iter().enumerate() {
+                if home as usize == node {
+                    members
+                        .extend((group * group_size..(group + 1) * group_size).map(|x| x as u32));
+                }
+            }
+        }
+        member_start.push(members.len());
+        Layer {
+            loads,
+            n,
+            s,
+            q: shape.num_gpus / n,
+            k: shape.slots_per_gpu(),
+            slots: Vec::with_capacity(r),
+            home_of: group_node
+                .iter()
+                .flat_map(|&home| std::iter::repeat_n(home as u32, group_size))
+                .collect(),
+            sorted: vec![false; n],
+            keys: Vec::new(),
+            cnt: Vec::with_capacity(e),
+            rep: Vec::with_capacity(e),
+            home_cnt: vec![0; e],
+            members,
+            member_start,
+            node_load: vec![0.0; n],
+            node_maxrep: vec![0.0; n],
+            node_fill: vec![0.0; n],
+            node_fill_max: vec![0.0; n],
+            victim: vec![None; n],
+            exporter: vec![false; n],
+            changed: vec![false; n],
+            values: Vec::with_capacity(s),
+            receivers: Vec::with_capacity(n),
+        }
+    }
+
+    /// Starts over from the plan row `phy2log` / `logcnt`.
+    fn reset(&mut self, phy2log: &[i64], logcnt: &[i64]) {
+        self.slots.clear();
+        self.slots.extend(phy2log.iter().map(|&x| x as u32));
+        self.cnt.clear();
+        self.cnt.extend(logcnt.iter().map(|&c| c as u32));
+        self.rep.clear();
+        self.rep.extend(
+            self.loads
+                .iter()
+                .zip(&self.cnt)
+                .map(|(&w, &c)| w / f64::from(c)),
+        );
+        self.home_cnt.fill(0);
+        for node in 0..self.n {
+            for &x in &self.slots[node * self.s..(node + 1) * self.s] {
+                if self.home_of[x as usize] as usize == node {
+                    self.home_cnt[x as usize] += 1;
+                }
+            }
+        }
+        self.exporter.fill(false);
+        self.changed.fill(false);
+        for node in 0..self.n {
+            self.refresh_node(node, true);
+            self.refresh_victim(node);
+        }
+    }
+
+    fn home(&self, x: u32) -> usize {
+        self.home_of[x as usize] as usize
+    }
+
+    fn rep(&self, x: u32) -> f64 {
+        self.rep[x as usize]
+    }
+
+    /// Changes the replica count of `x` by `delta`.
+    fn recount(&mut self, x: u32, delta: i32) {
+        let c = &mut self.cnt[x as usize];
+        *c = c.wrapping_add_signed(delta);
+        self.rep[x as usize] = self.loads[x as usize] / f64::from(*c);
+    }
+
+    /// Orders the home experts of `node` heaviest first (lowest id on ties), so that the search
+    /// for a move can stop early. Loads are finite and `>= 0`: their bits order like the values.
+    fn sort_members(&mut self, node: usize) {
+        let members = &mut self.members[self.member_start[node]..self.member_start[node + 1]];
+        self.keys.clear();
+        self.keys.extend(
+            members
+                .iter()
+                .map(|&x| (u128::from(!self.loads[x as usize].to_bits()) << 32) | u128::from(x)),
+        );
+        self.keys.sort_unstable();
+        for (dst, &key) in members.iter_mut().zip(&self.keys) {
+            *dst = key as u32;
+        }
+        self.sorted[node] = true;
+    }
+
+    /// Replicas of `x` on `node`.
+    fn count_on(&self, x: u32, node: usize) -> usize {
+        self.slots[node * self.s..(node + 1) * self.s]
+            .iter()
+            .filter(|&&y| y == x)
+            .count()
+    }
+
+    /// A lower estimate of the node's heaviest GPU after packing.
+    fn est(&self, node: usize) -> f64 {
+        (self.node_load[node] / self.q as f64).max(self.node_maxrep[node] + self.node_fill[node])
+    }
+
+    fn max_est(&self) -> f64 {
+        (0..self.n).map(|m| self.est(m)).fold(0.0, f64::max)
+    }
+
+    /// Load carried by replicas outside their home node.
+    fn off_home_load(&self) -> f64 {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|&(slot, &x)| self.home(x) != slot / self.s)
+            .map(|(_, &x)| self.rep(x))
+            .sum()
+    }
+
+    /// Recomputes the node's load and largest replica, and with `fill` also its `k - 1` smallest
+    /// replicas (needed only when a replica at or below the largest of them changed).
+    fn refresh_node(&mut self, node: usize, fill: bool) {
+        let node_slots = &self.slots[node * self.s..(node + 1) * self.s];
+        let (mut load, mut maxrep) = (0.0, 0.0f64);
+        for &x in node_slots {
+            let v = self.rep[x as usize];
+            load += v;
+            maxrep = maxrep.max(v);
+        }
+        self.node_load[node] = load;
+        self.node_maxrep[node] = maxrep;
+        if !fill {
+            return;
+        }
+        // The GPU holding the largest replica also holds `k - 1` others, at least the smallest.
+        let fill = self.k - 1;
+        self.node_fill[node] = if fill == 0 {
+            self.node_fill_max[node] = f64::NEG_INFINITY;
+            0.0
+        } else if fill <= SMALL_FILL {
+            let mut small = [f64::INFINITY; SMALL_FILL];
+            for &x in node_slots {
+                let v = self.rep[x as usize];
+                if v < small[fill - 1] {
+                    let mut i = fill - 1;
+                    while i > 0 && small[i - 1] > v {
+                        small[i] = small[i - 1];
+                        i -= 1;
+                    }
+                    small[i] = v;
+                }
+            }
+            self.node_fill_max[node] = small[fill - 1];
+            small[..fill].iter().sum()
+        } else {
+            self.values.clear();
+            self.values
+                .extend(node_slots.iter().map(|&x| self.rep[x as usize]));
+            self.values.select_nth_unstable_by(fill - 1, f64::total_cmp);
+            self.node_fill_max[node] = self.values[fill - 1];
+            self.values[..fill].iter().sum()
+        };
+    }
+
+    /// The home expert of `node` whose replicas grow least when it gives up one, among experts with
+    /// at least two replicas, all of them at home (so the node's load does not change).
+    fn refresh_victim(&mut self, node: usize) {
+        let mut best: Option<(u32, f64)> = None;
+        for &y in &self.members[self.member_start[node]..self.member_start[node + 1]] {
+            let (c, a) = (self.cnt[y as usize], self.home_cnt[y as usize]);
+            if a < 2 || c != a {
+                continue;
+            }
+            // Compare loads per replica after giving up one (w / (c - 1)) without dividing.
+            let w = self.loads[y as usize];
+            if best.is_none_or(|(z, _)| {
+                w * f64::from(self.cnt[z as usize] - 1) < self.loads[z as usize] * f64::from(c - 1)
+            }) {
+                best = Some((y, 0.0));
+            }
+        }
+        if let Some((y, _)) = best {
+            best = Some((
+                y,
+                self.loads[y as usize] / f64::from(self.cnt[y as usize] - 1),
+            ));
+        }
+        self.victim[node] = best;
+    }
+
+    /// Applies moves until the heaviest node reaches `target`, no move lowers it or the budget
+    /// (`left`, in load) runs out. Returns the number of moves.
+    fn run_moves(&mut self, target: f64, mut left: f64) -> usize {
+        let mut moves = 0;
+        // Every move lowers the sorted vector of node (estimate, load) pairs, so the loop ends;
+        // the cap only guards against estimates that a move changes differently than predicted.
+        let max_moves = 4 * self.slots.len();
+        while moves < max_moves {
+            let mut a = 0;
+            for node in 1..self.n {
+                if self.est(node) > self.est(a) {
+                    a = node;
+                }
+            }
+            let est_a = self.est(a);
+            if est_a <= target * (1.0 + MIN_GAIN) {
+                break;
+            }
+            let Some(m) = self.best_move(a, est_a, target, left) else {
+                break;
+            };
+            self.apply(m);
+            left -= m.shed;
+            moves += 1;
+        }
+        moves
+    }
+
+    /// The best move out of node `a`, or `None` when no move within `left` lowers it.
+    ///
+    /// A candidate leaves `a` and the receiver at estimated maxima `est_a'` and `est_b'`; it counts
+    /// when both are below `est_a` (or, for a replica added to one of `a`'s largest experts, when
+    /// `est_a'` stays at `est_a` and `a` gets lighter). The best has the lowest
+    /// `max(est_a', est_b', target)` (lower the pair, but no further than the target), then spends
+    /// the least budget, then has the lightest receiver.
+    fn best_move(&mut self, a: usize, est_a: f64, target: f64, left: f64) -> Option<Move> {
+        if !self.sorted[a] {
+            self.sort_members(a);
+        }
+        let q = self.q as f64;
+        // The three largest replicas of `a` (distinct experts), and the two heaviest replicas of
+        // experts that could take a freed slot of `a` (all replicas at home, fewer than `q`).
+        let mut top = [(0.0f64, u32::MAX); 3];
+        let mut takers = [(0.0f64, u32::MAX); 2];
+        for &x in &self.members[self.member_start[a]..self.member_start[a + 1]] {
+            let v = self.rep(x);
+            insert_top(&mut top, v, x);
+            let (c, h) = (self.cnt[x as usize], self.home_cnt[x as usize]);
+            if c == h && (c as usize) < self.q {
+                insert_top(&mut takers, v, x);
+            }
+        }
+        let mut foreign_here = false;
+        for &x in &self.slots[a * self.s..(a + 1) * self.s] {
+            if self.home(x) != a {
+                foreign_here = true;
+                if !top.iter().any(|&(_, t)| t == x) {
+                    insert_top(&mut top, self.rep(x), x);
+                }
+            }
+        }
+        let mut receivers = std::mem::take(&mut self.receivers);
+        receivers.clear();
+        for b in 0..self.n {
+            if b == a || self.exporter[b] {
+                continue;
+            }
+            if let Some((_, grown)) = self.victim[b] {
+                receivers.push(Receiver {
+                    node: b,
+                    load: self.node_load[b],
+                    peak: self.node_maxrep[b].max(grown),
+                    fill: self.node_fill[b],
+                });
+            }
+        }
+        let largest_without = |skip: u32| {
+            top.iter()
+                .find(|&&(_, x)| x != skip)
+                .map_or(0.0, |&(v, _)| v)
+        };
+        let taker_for = |x: u32| {
+            takers
+                .iter()
+                .find(|&&(_, z)| z != x && z != u32::MAX)
+                .map(|&(_, z)| z)
+        };
+        let (load_a, fill_a) = (self.node_load[a], self.node_fill[a]);
+        let limit = est_a * (1.0 - MIN_GAIN);
+        let mut best = None;
+        // `leaving`: load leaving `a`; `carried`: load of the new foreign replica; `a_maxrep`:
+        // the largest replica left on `a`.
+        type Best = Option<((f64, f64, f64), Move)>;
+        let maxrep_a = self.node_maxrep[a];
+        let consider = |best: &mut Best, m: Move, leaving: f64, carried: f64, a_maxrep: f64| {
+            // A node whose estimate is its largest replica (plus the smallest others on that GPU)
+            // may need several of its largest experts split before it gets lower: adding a
+            // replica to one of them counts when it keeps the estimate and lowers the load.
+            let plateau = m.kind == Kind::Add && self.rep[m.expert as usize] >= maxrep_a;
+            let a_peak = a_maxrep + fill_a;
+            if m.shed > left || (a_peak >= limit && !plateau) {
+                return;
+            }
+            let est_a_new = ((load_a - leaving) / q).max(a_peak);
+            if est_a_new >= limit && !(plateau && est_a_new <= est_a) {
+                return;
+            }
+            if let Some(((key, _, _), _)) = *best {
+                if est_a_new.max(target) > key {
+                    return;
+                }
+            }
+            // An expert with all replicas at home has none on a receiver.
+            let x = m.expert as usize;
+            let spread = self.cnt[x] != self.home_cnt[x];
+            for rc in &receivers {
+                if (m.kind == Kind::Forward && rc.node == self.home(m.expert))
+                    || (spread && self.count_on(m.expert, rc.node) >= self.q)
+                {
+                    continue;
+                }
+                let est_b_new = ((rc.load + carried) / q).max(rc.peak.max(carried) + rc.fill);
+                if est_b_new >= limit {
+                    continue;
+                }
+                let pair = est_a_new.max(est_b_new);
+                let key = (pair.max(target), m.shed, est_b_new);
+                if best.as_ref().is_none_or(|(k0, _)| key < *k0) {
+                    *best = Some((key, Move { to: rc.node, ..m }));
+                }
+            }
+        };
+        for &x in &self.members[self.member_start[a]..self.member_start[a + 1]] {
+            let w = self.loads[x as usize];
+            if w <= 0.0 {
+                break;
+            }
+            // Every move of `x` takes at most `w / 2` off `a`; members come heaviest first.
+            if let Some(((key, _, _), _)) = best {
+                if ((load_a - 0.5 * w) / q).max(target) > key {
+                    break;
+                }
+            }
+            let (ci, hi) = (self.cnt[x as usize], self.home_cnt[x as usize]);
+            let (c, h) = (f64::from(ci), f64::from(hi));
+            let base = Move {
+                kind: Kind::Add,
+                expert: x,
+                from: a,
+                to: a,
+                taker: u32::MAX,
+                shed: w * h / (c * (c + 1.0)),
+            };
+            // One more replica of `x`, abroad.
+            let rest = largest_without(x).max(w / (c + 1.0));
+            consider(&mut best, base, base.shed, w / (c + 1.0), rest);
+            // One home replica of `x` moves abroad; its slot goes to another expert of `a`.
+            if hi >= 2 {
+                if let Some(z) = taker_for(x) {
+                    let grown = self.loads[z as usize] / f64::from(self.cnt[z as usize] + 1);
+                    let m = Move {
+                        kind: Kind::Relocate,
+                        taker: z,
+                        shed: w / c,
+                        ..base
+                    };
+                    consider(&mut best, m, w / c, w / c, largest_without(z).max(grown));
+                }
+            }
+        }
+        if foreign_here {
+            // A foreign replica held here moves on to another node; its slot goes to an expert
+            // of `a`. The budget does not change.
+            let node_slots = &self.slots[a * self.s..(a + 1) * self.s];
+            for (i, &x) in node_slots.iter().enumerate() {
+                if self.home(x) == a || node_slots[..i].contains(&x) {
+                    continue;
+                }
+                if let Some(z) = taker_for(x) {
+                    let grown = self.loads[z as usize] / f64::from(self.cnt[z as usize] + 1);
+                    let carried = self.rep(x);
+                    let m = Move {
+                        kind: Kind::Forward,
+                        expert: x,
+                        from: a,
+                        to: a,
+                        taker: z,
+                        shed: 0.0,
+                    };
+                    consider(
+                        &mut best,
+                        m,
+                        carried,
+                        carried,
+                        largest_without(z).max(grown),
+                    );
+                }
+            }
+        }
+        self.receivers = receivers;
+        best.map(|(_, m)| m)
+    }
+
+    /// Applies a move: the receiver's victim gives its slot to a replica of the expert; with a
+    /// taker, one replica of the expert on `from` gives its slot to the taker.
+    fn apply(&mut self, m: Move) {
+        let (x, a, b) = (m.expert, m.from, m.to);
+        let (y, _) = self.victim[b].expect("a receiver has a victim");
+        let spread_before = self.cnt[x as usize] != self.home_cnt[x as usize];
+        // The smallest replica load that changes: the fill of a node needs recomputing only when
+        // it is at or below the node's largest fill replica.
+        let mut lowest = self.rep(x).min(self.rep(y));
+        if m.kind != Kind::Add {
+            lowest = lowest.min(self.rep(m.taker));
+        }
+        let slot = self.pick_slot(b, y, x);
+        self.slots[slot] = x;
+        self.recount(y, -1);
+        self.home_cnt[y as usize] -= 1;
+        if m.kind == Kind::Add {
+            self.recount(x, 1);
+        } else {
+            let z = m.taker;
+            let slot = self.pick_slot(a, x, z);
+            self.slots[slot] = z;
+            self.recount(z, 1);
+            self.home_cnt[z as usize] += 1;
+            if m.kind == Kind::Relocate {
+                self.home_cnt[x as usize] -= 1;
+            }
+        }
+        if m.kind != Kind::Forward {
+            self.exporter[a] = true;
+        }
+        self.changed[a] = true;
+        self.changed[b] = true;
+        lowest = lowest.min(self.rep(x)).min(self.rep(y));
+        if m.kind != Kind::Add {
+            lowest = lowest.min(self.rep(m.taker));
+        }
+        if spread_before && m.kind == Kind::Add {
+            // The expert's replicas elsewhere got lighter too.
+            for node in 0..self.n {
+                self.refresh_node(node, lowest <= self.node_fill_max[node]);
+            }
+        } else {
+            self.refresh_node(a, lowest <= self.node_fill_max[a]);
+            self.refresh_node(b, lowest <= self.node_fill_max[b]);
+        }
+        if !self.exporter[a] {
+            // An exporter never receives: its victim is not needed.
+            self.refresh_victim(a);
+        }
+        self.refresh_victim(b);
+    }
+
+    /// A slot of `node` holding `old`, preferably on a GPU without `new`.
+    fn pick_slot(&self, node: usize, old: u32, new: u32) -> usize {
+        let (s, k) = (self.s, self.k);
+        let slots = &self.slots[node * s..(node + 1) * s];
+        let mut pick = None;
+        for (i, &v) in slots.iter().enumerate() {
+            if v != old {
+                continue;
+            }
+            if !slots[i / k * k..(i / k + 1) * k].contains(&new) {
+                return node * s + i;
+            }
+            pick.get_or_insert(node * s + i);
+        }
+        pick.expect("the node holds the replica")
+    }
+
+    /// Packs the replicas of every changed node onto its GPUs again, starting from the current
+    /// packing, unless that packing is already within the layer's estimated maximum and has no
+    /// duplicate; then also every other node whose heaviest GPU is above the changed nodes'
+    /// (the strict planner may leave lighter nodes loosely packed below its old maximum).
+    fn repack(&mut self, effort: Effort) {
+        let level = self.max_est() * (1.0 + PACK_SLACK);
+        let mut packer = Packer::default();
+        let mut search_state = PackState::default();
+        let mut search = SearchScratch::default();
+        let mut items = Vec::with_capacity(self.s);
+        let mut colors = Vec::with_capacity(self.s);
+        let start: Vec<u32> = (0..self.s).map(|i| (i / self.k) as u32).collect();
+        let mut placed = vec![0u32; self.s];
+        let mut bar = 0.0f64;
+        // Changed nodes heaviest first: the first one sets the bar the others only need to meet.
+        let mut order: Vec<usize> = (0..self.n).collect();
+        order.sort_by(|&a, &b| self.est(b).total_cmp(&self.est(a)).then(a.cmp(&b)));
+        for pass in 0..2 {
+            for &node in &order {
+                if self.changed[node] != (pass == 0) {
+                    continue;
+                }
+                let base = node * self.s;
+                let node_slots = &self.slots[base..base + self.s];
+                let gpu_max = node_slots
+                    .chunks_exact(self.k)
+                    .map(|gpu| gpu.iter().map(|&x| self.rep[x as usize]).sum::<f64>())
+                    .fold(0.0, f64::max);
+                let clean = node_slots
+                    .chunks_exact(self.k)
+                    .all(|gpu| (1..gpu.len()).all(|i| !gpu[..i].contains(&gpu[i])));
+                if clean && gpu_max <= level.max(bar) {
+                    bar = bar.max(gpu_max);
+                    continue;
+                }
+                items.clear();
+                colors.clear();
+                for &x in node_slots {
+                    items.push(self.rep[x as usize]);
+                    colors.push(x);
+                }
+                let good_enough = level.max(bar);
+                // Local search from the current packing first (cheap: few replicas changed); the
+                // full packer when that leaves duplicates or stays above the level.
+                let mut state = None;
+                if clean {
+                    search_state.assign_from(&start, &items, self.q);
+                    let budget = SearchBudget {
+                        max_rounds: SEARCH_ROUNDS_PER_ITEM * self.s,
+                        pair_swaps: effort >= Effort::High,
+                        good_enough,
+                    };
+                    improve(
+                        &mut search_state,
+                        &items,
+                        Some(&colors),
+                        budget,
+                        &mut search,
+                    );
+                    if search_state.max_load() <= good_enough * (1.0 + FALLBACK_MISS) {
+                        state = Some(&search_state);
+                    }
+                }
+                let state = match state {
+                    Some(state) => state,
+                    None => {
+                        let full = packer.pack_until(
+                            &items,
+                            self.q,
+                            Some(&colors),
+                            effort,
+                            Some(&start),
+                            good_enough,
+                        );
+                        if clean && search_state.max_load() < full.max_load() {
+                            &search_state
+                        } else {
+                            full
+                        }
+                    }
+                };
+                bar = bar.max(state.max_load());
+                for (pos, &item) in state.slots.iter().enumerate() {
+                    placed[pos] = colors[item as usize];
+                }
+                self.slots[base..base + self.s].copy_from_slice(&placed);
+            }
+        }
+    }
+}
