@@ -153,7 +153,12 @@ fn every_effort_is_deterministic() {
     let loads = skewed(s.layers * s.logical, 7);
     let mut deepseek_plans = Vec::new();
     for alg in [EPLB_ALGORITHM_REFINED, EPLB_ALGORITHM_DEEPSEEK] {
-        for effort in [EPLB_EFFORT_FAST, EPLB_EFFORT_DEFAULT, EPLB_EFFORT_HIGH] {
+        for effort in [
+            EPLB_EFFORT_FAST,
+            EPLB_EFFORT_DEFAULT,
+            EPLB_EFFORT_HIGH,
+            EPLB_EFFORT_MAX,
+        ] {
             let mut opts = OptsBytes::algorithm(alg);
             opts.set_i32(12, effort);
             let mut call = Call::new(Func::Rebalance, s, Loads::I64(loads.clone()));

@@ -95,3 +95,31 @@ fn replan_stats_struct_size_inside_a_field() {
         assert_eq!(holds(&call), EPLB_STATUS_OK);
     }
 }
+
+/// fuzz target `evaluate_plan`, 2026-11 (a harness bug, fixed in the harness: its generator
+/// overflowed adding `INT64_MAX` to a count). The library side: `logcnt` entries far out of range
+/// (`INT64_MAX`, `INT64_MIN`, negative) are an invalid plan, named in the message.
+#[test]
+fn evaluate_logcnt_extreme_values() {
+    for func in [Func::Evaluate, Func::EvaluateI64] {
+        for bad in [i64::MAX, i64::MIN, -1, i64::MIN + 1] {
+            let s = Sizes::plan(2, 4, 6, 2, 2, 2);
+            let mut call = Call::valid(func, s);
+            let mut cnt = vec![0i64; 8];
+            for layer in 0..2 {
+                for &x in &call.in_phy2log[layer * 6..(layer + 1) * 6] {
+                    cnt[layer * 4 + x as usize] += 1;
+                }
+            }
+            cnt[5] = bad;
+            call.in_logcnt = Some(cnt);
+            assert_eq!(holds(&call), EPLB_STATUS_INVALID_PLAN);
+            let out = run(&call);
+            assert!(
+                out.message.contains(&format!("logcnt[1][1] = {bad}")),
+                "{}",
+                out.message
+            );
+        }
+    }
+}

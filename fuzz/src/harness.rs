@@ -1938,7 +1938,7 @@ fn gen_call(src: &mut impl Source, func: Func) -> Call {
                 }
                 if n > 0 && src.chance(15) {
                     let i = src.below(n as u64) as usize;
-                    cnt[i] += src.pick(&[1, -1, i64::MAX]);
+                    cnt[i] = cnt[i].wrapping_add(src.pick(&[1, -1, i64::MAX]));
                 }
                 call.in_logcnt = Some(cnt);
             }
