@@ -145,11 +145,8 @@ fn check_budgeted(
             seen, cnt,
             "{case}: layer {layer}: logcnt does not match phy2log"
         );
-        for x in 0..e {
-            assert!(
-                at_home[x] >= 1,
-                "{case}: layer {layer}: expert {x} has no replica on its home node"
-            );
+        if let Some(x) = at_home.iter().position(|&c| c == 0) {
+            panic!("{case}: layer {layer}: expert {x} has no replica on its home node");
         }
         // Within the budget.
         let share = off_home_share(&row, phy, cnt, homes, shape);
@@ -458,4 +455,77 @@ fn deepseek_prefill_shape_gets_close_to_the_bound() {
         previous = balancedness;
     }
     assert!(previous >= 0.97, "20% budget: balancedness {previous}");
+}
+
+#[test]
+fn the_c_api_plans_within_the_budget_and_reports_homes() {
+    use eplb::ffi::{
+        EPLB_STATUS_OK, eplb_evaluate_plan, eplb_options, eplb_options_init, eplb_plan_experts,
+        eplb_plan_stats,
+    };
+    let mut rng = Rng(77);
+    let (layers, e, r, g, n, p) = (6, 256, 288, 8, 4, 32);
+    let loads = deepseek_like(&mut rng, layers);
+    let mut opts = std::mem::MaybeUninit::<eplb_options>::uninit();
+    // SAFETY: a valid, aligned eplb_options buffer; init fills every field.
+    let mut opts = unsafe {
+        eplb_options_init(opts.as_mut_ptr());
+        opts.assume_init()
+    };
+    opts.max_off_home_share = 0.05;
+    let mut phy2log = vec![0i64; layers * r];
+    let mut logcnt = vec![0i64; layers * e];
+    let mut group_node = vec![0i64; layers * g];
+    // SAFETY: every buffer has the documented length for this shape; NULL optionals.
+    let status = unsafe {
+        eplb_plan_experts(
+            loads.as_ptr(),
+            layers,
+            e,
+            r,
+            g,
+            n,
+            p,
+            &opts,
+            std::ptr::null(),
+            phy2log.as_mut_ptr(),
+            std::ptr::null_mut(),
+            0,
+            logcnt.as_mut_ptr(),
+            group_node.as_mut_ptr(),
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(status, EPLB_STATUS_OK);
+    let shape = Shape::new(layers, e, r, g, n, p).expect("shape");
+    let rust = rebalance_experts(&loads, &shape, &options(0.05)).expect("plan");
+    assert_eq!(phy2log, rust.phy2log);
+    assert_eq!(logcnt, rust.logcnt);
+    assert_eq!(group_node, rust.group_node);
+    assert!(group_node.iter().all(|&h| (0..n as i64).contains(&h)));
+    let stats = std::mem::MaybeUninit::<eplb_plan_stats>::zeroed();
+    // SAFETY: all-zero bytes are a valid eplb_plan_stats (integers and floats).
+    let mut stats = unsafe { stats.assume_init() };
+    stats.struct_size = std::mem::size_of::<eplb_plan_stats>();
+    // SAFETY: as above; layer_stats and old_phy2log NULL.
+    let status = unsafe {
+        eplb_evaluate_plan(
+            loads.as_ptr(),
+            layers,
+            e,
+            r,
+            g,
+            n,
+            p,
+            phy2log.as_ptr(),
+            logcnt.as_ptr(),
+            group_node.as_ptr(),
+            std::ptr::null(),
+            &mut stats,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(status, EPLB_STATUS_OK);
+    assert!(stats.max_off_home_share <= 0.05);
+    assert!(stats.mean_off_home_share > 0.0, "the budget was not used");
 }

@@ -157,7 +157,8 @@ pub(crate) fn spend_budget(
         shape.num_nodes,
         shape.num_gpus,
     );
-    if !(budget > 0.0)
+    if budget.is_nan()
+        || budget <= 0.0
         || shape.policy() != Policy::Hierarchical
         || n < 2
         || r == e
@@ -171,7 +172,7 @@ pub(crate) fn spend_budget(
         return;
     }
     let total: f64 = loads.iter().sum();
-    if !(total > 0.0 && total.is_finite()) {
+    if !total.is_finite() || total <= 0.0 {
         return;
     }
     let k = shape.slots_per_gpu();
@@ -792,6 +793,7 @@ impl<'a> Layer<'a> {
         let mut colors = Vec::with_capacity(self.s);
         let start: Vec<u32> = (0..self.s).map(|i| (i / self.k) as u32).collect();
         let mut placed = vec![0u32; self.s];
+        let (mut pack_of, mut rank) = (vec![0u32; self.s], vec![0u32; self.s]);
         let mut bar = 0.0f64;
         // Changed nodes heaviest first: the first one sets the bar the others only need to meet.
         let mut order: Vec<usize> = (0..self.n).collect();
@@ -845,12 +847,22 @@ impl<'a> Layer<'a> {
                 let state = match state {
                     Some(state) => state,
                     None => {
+                        // Started from the search's result when it has one (never worse then);
+                        // fast effort: this node's estimate may be out of reach for any packing.
+                        let fallback_start;
+                        let from = if clean {
+                            search_state.write_assignment(&mut pack_of, &mut rank);
+                            fallback_start = &pack_of;
+                            fallback_start
+                        } else {
+                            &start
+                        };
                         let full = packer.pack_until(
                             &items,
                             self.q,
                             Some(&colors),
-                            effort,
-                            Some(&start),
+                            effort.min(Effort::Fast),
+                            Some(from),
                             good_enough,
                         );
                         if clean && search_state.max_load() < full.max_load() {
