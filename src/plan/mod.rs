@@ -3,6 +3,7 @@
 pub mod counts;
 pub mod deepseek;
 pub mod locality;
+pub mod migration;
 pub mod refined;
 
 use crate::error::{Error, Result, try_vec};
@@ -146,24 +147,69 @@ pub fn rebalance_experts<L: Load>(loads: &[L], shape: &Shape, options: &Options)
 }
 
 /// Plans every layer; with `old_phy2log` (the current placement, `[num_layers][num_replicas]`),
-/// re-plans migration-aware and also returns what the change moves.
+/// re-plans migration-aware (see [`migration`]) and also returns what the change moves.
+///
+/// With an old plan, every layer's max GPU load is at most the from-scratch plan's
+/// ([`rebalance_experts`]) times `1 + options.max_balance_loss`, and among the plans found within
+/// that bound the one moving the fewest expert weights is returned. The DeepSeek algorithm only
+/// relabels its own plan (same GPU loads). Errors: those of [`rebalance_experts`], and
+/// `InvalidPlan` when `old_phy2log` has the wrong length, an id outside `0..num_logical` or an
+/// expert without a slot.
 pub fn plan_experts<L: Load>(
     loads: &[L],
     shape: &Shape,
     options: &Options,
     old_phy2log: Option<&[i64]>,
 ) -> Result<(Plan, Option<Migration>)> {
-    if let Some(old) = old_phy2log {
-        validate_plan("old_phy2log", old, shape)?;
+    let Some(old) = old_phy2log else {
+        return Ok((rebalance_experts(loads, shape, options)?, None));
+    };
+    let (l, e, r, g) = (
+        shape.num_layers,
+        shape.num_logical,
+        shape.num_replicas,
+        shape.num_groups,
+    );
+    let len = checked_product("num_layers x num_replicas", &[l, r])?;
+    if old.len() != len {
+        return Err(Error::InvalidPlan {
+            arg: "old_phy2log",
+            reason: format!(
+                "old_phy2log has {} entries; num_layers x num_replicas = {l} x {r} = {len}",
+                old.len()
+            ),
+        });
     }
-    let plan = rebalance_experts(loads, shape, options)?;
-    let migration = old_phy2log.map(|old| {
-        let mut m = Migration::default();
-        let r = shape.num_replicas;
-        for (new_row, old_row) in plan.phy2log.chunks_exact(r).zip(old.chunks_exact(r)) {
-            m.add_layer(new_row, old_row, shape.slots_per_gpu());
-        }
-        m
-    });
-    Ok((plan, migration))
+    validate_plan("old_phy2log", old, shape)?;
+    let fresh = rebalance_experts(loads, shape, options)?;
+    let mut plan = fresh.clone();
+    let mut replanner = migration::Replanner::default();
+    let mut row = Vec::new();
+    let mut moved = Migration::default();
+    let k = shape.slots_per_gpu();
+    for layer in 0..l {
+        crate::load::row_to_f64(&loads[layer * e..(layer + 1) * e], &mut row);
+        let (phy, cnt, home) = (
+            layer * r..(layer + 1) * r,
+            layer * e..(layer + 1) * e,
+            layer * g..(layer + 1) * g,
+        );
+        let input = migration::LayerInput {
+            loads: &row,
+            fresh_phy: &fresh.phy2log[phy.clone()],
+            fresh_cnt: &fresh.logcnt[cnt.clone()],
+            fresh_home: &fresh.group_node[home.clone()],
+            old_phy: &old[phy.clone()],
+        };
+        replanner.replan_layer(
+            &input,
+            shape,
+            options,
+            &mut plan.phy2log[phy.clone()],
+            &mut plan.logcnt[cnt],
+            &mut plan.group_node[home],
+        );
+        moved.add_layer(&plan.phy2log[phy.clone()], &old[phy], k);
+    }
+    Ok((plan, Some(moved)))
 }
