@@ -1165,10 +1165,9 @@ fn huge_loads_plan_with_finite_stats() {
     }
 }
 
-/// Known bug (see /tmp/eplb-bugs.md): an output overlapping the options struct is accepted, and the
-/// library writes the output over the caller's `eplb_options`.
+/// An output overlapping the options struct is rejected (found by tests/ffi_random.rs: it used to
+/// be accepted and written over the caller's `eplb_options`; fixed).
 #[test]
-#[ignore = "bug: an output overlapping `opts` is not rejected (EPLB_STATUS_OVERLAPPING_BUFFERS expected)"]
 fn output_overlapping_opts_is_rejected() {
     let mut failures = Vec::new();
     for func in Func::ALL.into_iter().filter(|f| f.has_opts()) {
