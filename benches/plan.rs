@@ -23,9 +23,27 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
-    Case { name: "prefill_4x8", replicas: 288, groups: 8, nodes: 4, gpus: 32 },
-    Case { name: "global_32", replicas: 288, groups: 8, nodes: 3, gpus: 32 },
-    Case { name: "decode_144", replicas: 288, groups: 8, nodes: 18, gpus: 144 },
+    Case {
+        name: "prefill_4x8",
+        replicas: 288,
+        groups: 8,
+        nodes: 4,
+        gpus: 32,
+    },
+    Case {
+        name: "global_32",
+        replicas: 288,
+        groups: 8,
+        nodes: 3,
+        gpus: 32,
+    },
+    Case {
+        name: "decode_144",
+        replicas: 288,
+        groups: 8,
+        nodes: 18,
+        gpus: 144,
+    },
 ];
 
 fn options(algorithm: i32, effort: i32) -> eplb_options {

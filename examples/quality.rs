@@ -23,26 +23,96 @@ struct Model {
 }
 
 const MODELS: &[Model] = &[
-    Model { name: "DeepSeek-V3 prefill, 4 nodes x 8 GPUs (hierarchical)", layers: 58, experts: 256, replicas: 288, groups: 8, nodes: 4, gpus: 32 },
-    Model { name: "DeepSeek-V3, 32 GPUs (global)", layers: 58, experts: 256, replicas: 288, groups: 8, nodes: 3, gpus: 32 },
-    Model { name: "DeepSeek-V3 decode, 144 GPUs (global, 2 slots/GPU)", layers: 58, experts: 256, replicas: 288, groups: 8, nodes: 18, gpus: 144 },
-    Model { name: "Kimi K2, 416 slots on 32 GPUs", layers: 60, experts: 384, replicas: 416, groups: 1, nodes: 4, gpus: 32 },
-    Model { name: "Kimi K2, 448 slots on 64 GPUs", layers: 60, experts: 384, replicas: 448, groups: 1, nodes: 8, gpus: 64 },
-    Model { name: "Qwen3-235B, 160 slots on 32 GPUs", layers: 94, experts: 128, replicas: 160, groups: 1, nodes: 4, gpus: 32 },
-    Model { name: "Qwen3-30B, 136 slots on 8 GPUs", layers: 48, experts: 128, replicas: 136, groups: 1, nodes: 1, gpus: 8 },
-    Model { name: "Mixtral 8x7B, 16 slots on 8 GPUs", layers: 32, experts: 8, replicas: 16, groups: 1, nodes: 1, gpus: 8 },
+    Model {
+        name: "DeepSeek-V3 prefill, 4 nodes x 8 GPUs (hierarchical)",
+        layers: 58,
+        experts: 256,
+        replicas: 288,
+        groups: 8,
+        nodes: 4,
+        gpus: 32,
+    },
+    Model {
+        name: "DeepSeek-V3, 32 GPUs (global)",
+        layers: 58,
+        experts: 256,
+        replicas: 288,
+        groups: 8,
+        nodes: 3,
+        gpus: 32,
+    },
+    Model {
+        name: "DeepSeek-V3 decode, 144 GPUs (global, 2 slots/GPU)",
+        layers: 58,
+        experts: 256,
+        replicas: 288,
+        groups: 8,
+        nodes: 18,
+        gpus: 144,
+    },
+    Model {
+        name: "Kimi K2, 416 slots on 32 GPUs",
+        layers: 60,
+        experts: 384,
+        replicas: 416,
+        groups: 1,
+        nodes: 4,
+        gpus: 32,
+    },
+    Model {
+        name: "Kimi K2, 448 slots on 64 GPUs",
+        layers: 60,
+        experts: 384,
+        replicas: 448,
+        groups: 1,
+        nodes: 8,
+        gpus: 64,
+    },
+    Model {
+        name: "Qwen3-235B, 160 slots on 32 GPUs",
+        layers: 94,
+        experts: 128,
+        replicas: 160,
+        groups: 1,
+        nodes: 4,
+        gpus: 32,
+    },
+    Model {
+        name: "Qwen3-30B, 136 slots on 8 GPUs",
+        layers: 48,
+        experts: 128,
+        replicas: 136,
+        groups: 1,
+        nodes: 1,
+        gpus: 8,
+    },
+    Model {
+        name: "Mixtral 8x7B, 16 slots on 8 GPUs",
+        layers: 32,
+        experts: 8,
+        replicas: 16,
+        groups: 1,
+        nodes: 1,
+        gpus: 8,
+    },
 ];
 
 /// The seed idea, faithfully: DeepSeek's plan, then inside each node at most 20 rounds of the best
 /// swap between the heaviest and the lightest GPU (pack sizes unchanged).
 fn seed_plan(loads: &[f32], shape: &Shape) -> Plan {
-    let deepseek = Options { algorithm: Algorithm::DeepSeek, ..Options::default() };
+    let deepseek = Options {
+        algorithm: Algorithm::DeepSeek,
+        ..Options::default()
+    };
     let mut plan = rebalance_experts(loads, shape, &deepseek).expect("plan");
     let (e, r, k) = (shape.num_logical, shape.num_replicas, shape.slots_per_gpu());
     let (_, n) = shape.effective_groups_nodes();
     let gpus_per_node = shape.num_gpus / n;
     for layer in 0..shape.num_layers {
-        let row: Vec<f64> = loads[layer * e..(layer + 1) * e].iter().map(|&v| f64::from(v)).collect();
+        let row: Vec<f64> = loads[layer * e..(layer + 1) * e]
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
         let cnt = plan.logcnt[layer * e..(layer + 1) * e].to_vec();
         let slot_load = |x: i64| row[x as usize] / cnt[x as usize] as f64;
         let phy = &mut plan.phy2log[layer * r..(layer + 1) * r];
@@ -52,8 +122,12 @@ fn seed_plan(loads: &[f32], shape: &Shape) -> Plan {
                 gpu_loads(&row, node, &cnt, k, &mut gpus);
                 let (mut hi, mut lo) = (0, 0);
                 for g in 0..gpus.len() {
-                    if gpus[g] > gpus[hi] { hi = g; }
-                    if gpus[g] < gpus[lo] { lo = g; }
+                    if gpus[g] > gpus[hi] {
+                        hi = g;
+                    }
+                    if gpus[g] < gpus[lo] {
+                        lo = g;
+                    }
                 }
                 let diff = gpus[hi] - gpus[lo];
                 let mut best: Option<(f64, usize, usize)> = None;
@@ -91,7 +165,9 @@ fn main() {
     for name in ["prefill_in1024.json", "decode_in1000out1000.json"] {
         if let Some(path) = shared_trace(name) {
             match read_trace(&path) {
-                Ok((loads, layers, _)) => workloads.push((format!("trace {name}"), Some((loads, layers)))),
+                Ok((loads, layers, _)) => {
+                    workloads.push((format!("trace {name}"), Some((loads, layers))))
+                }
                 Err(e) => eprintln!("quality: skipping {path}: {e}"),
             }
         }
@@ -105,11 +181,19 @@ fn main() {
         Family::Sparse,
         Family::DeepSeekLike,
     ];
-    println!("eplb {} quality table (balancedness = sum mean / sum max GPU load; gap = sum max / sum lower bound - 1)\n", env!("CARGO_PKG_VERSION"));
+    println!(
+        "eplb {} quality table (balancedness = sum mean / sum max GPU load; gap = sum max / sum lower bound - 1)\n",
+        env!("CARGO_PKG_VERSION")
+    );
     for model in MODELS {
-        println!("### {}: {} layers x {} experts, {} slots, {} groups", model.name, model.layers, model.experts, model.replicas, model.groups);
+        println!(
+            "### {}: {} layers x {} experts, {} slots, {} groups",
+            model.name, model.layers, model.experts, model.replicas, model.groups
+        );
         println!();
-        println!("| loads | DeepSeek | seed (greedy + 20 swaps) | refined default | refined max effort |");
+        println!(
+            "| loads | DeepSeek | seed (greedy + 20 swaps) | refined default | refined max effort |"
+        );
         println!("|---|---|---|---|---|");
         for (index, (name, trace)) in workloads.iter().enumerate() {
             let (loads, layers) = match trace {
@@ -119,30 +203,148 @@ fn main() {
                     }
                     (loads.clone(), *layers)
                 }
-                None => (families[index].generate(model.layers, model.experts, model.groups.max(8).min(model.experts), 11 + index as u64), model.layers),
+                None => (
+                    families[index].generate(
+                        model.layers,
+                        model.experts,
+                        model.groups.max(8).min(model.experts),
+                        11 + index as u64,
+                    ),
+                    model.layers,
+                ),
             };
-            let shape = Shape::new(layers, model.experts, model.replicas, model.groups, model.nodes, model.gpus).expect("shape");
+            let shape = Shape::new(
+                layers,
+                model.experts,
+                model.replicas,
+                model.groups,
+                model.nodes,
+                model.gpus,
+            )
+            .expect("shape");
             let mut cells = Vec::new();
             let variants: [(&str, Option<Options>); 4] = [
-                ("deepseek", Some(Options { algorithm: Algorithm::DeepSeek, ..Options::default() })),
+                (
+                    "deepseek",
+                    Some(Options {
+                        algorithm: Algorithm::DeepSeek,
+                        ..Options::default()
+                    }),
+                ),
                 ("seed", None),
                 ("default", Some(Options::default())),
-                ("max", Some(Options { effort: Effort::Max, ..Options::default() })),
+                (
+                    "max",
+                    Some(Options {
+                        effort: Effort::Max,
+                        ..Options::default()
+                    }),
+                ),
             ];
             for (_, options) in variants {
                 let (plan, seconds) = match options {
                     Some(o) => {
                         let plan = rebalance_experts(&loads, &shape, &o).expect("plan");
-                        (plan, time_per_call(budget, || rebalance_experts(&loads, &shape, &o)))
+                        (
+                            plan,
+                            time_per_call(budget, || rebalance_experts(&loads, &shape, &o)),
+                        )
                     }
-                    None => (seed_plan(&loads, &shape), time_per_call(budget, || seed_plan(&loads, &shape))),
+                    None => (
+                        seed_plan(&loads, &shape),
+                        time_per_call(budget, || seed_plan(&loads, &shape)),
+                    ),
                 };
-                let stats = plan_stats(&loads, &shape, &plan.phy2log, None, None, None).expect("stats");
-                cells.push(format!("{:.4} / {:.2}% / {}", stats.balancedness, stats.gap * 100.0, fmt_time(seconds)));
+                let stats =
+                    plan_stats(&loads, &shape, &plan.phy2log, None, None, None).expect("stats");
+                cells.push(format!(
+                    "{:.4} / {:.2}% / {}",
+                    stats.balancedness,
+                    stats.gap * 100.0,
+                    fmt_time(seconds)
+                ));
             }
             println!("| {name} | {} |", cells.join(" | "));
         }
         println!();
     }
-    println!("Each cell: balancedness / gap to the lower bound / time per plan (all layers, one core).");
+    println!(
+        "Each cell: balancedness / gap to the lower bound / time per plan (all layers, one core).\n"
+    );
+    packing_instances(budget);
+}
+
+/// `balanced_packing` alone: instances of 256 to 288 log-normal items (spread 1) into 32 packs.
+fn packing_instances(budget: f64) {
+    println!(
+        "### balanced_packing: 200 instances, 256 to 288 items (log-normal, spread 1) into 32 packs\n"
+    );
+    println!(
+        "Bound: max(total / 32, largest item + the n/32 - 1 lightest items), since every pack holds n/32 items.\n"
+    );
+    println!("| algorithm | mean gap to the bound | worst gap | time per instance |");
+    println!("|---|---|---|---|");
+    let mut rng = support::Rng::new(2024);
+    let instances: Vec<Vec<f32>> = (0..200)
+        .map(|_| {
+            let n = 32 * (8 + rng.below(2));
+            (0..n)
+                .map(|_| (rng.normal().exp() * 1000.0) as f32)
+                .collect()
+        })
+        .collect();
+    for (label, options) in [
+        (
+            "DeepSeek (greedy)",
+            Options {
+                algorithm: Algorithm::DeepSeek,
+                ..Options::default()
+            },
+        ),
+        (
+            "refined (fast)",
+            Options {
+                effort: Effort::Fast,
+                ..Options::default()
+            },
+        ),
+        ("refined (default)", Options::default()),
+        (
+            "refined (max effort)",
+            Options {
+                effort: Effort::Max,
+                ..Options::default()
+            },
+        ),
+    ] {
+        let (mut sum_gap, mut worst, mut seconds) = (0.0, 0.0f64, 0.0);
+        for items in &instances {
+            let n = items.len();
+            let packing = eplb::balanced_packing(items, 1, n, 32, &options).expect("packing");
+            let mut sums = [0.0f64; 32];
+            for (i, &p) in packing.pack_index.iter().enumerate() {
+                sums[p as usize] += f64::from(items[i]);
+            }
+            let total: f64 = sums.iter().sum();
+            let mut sorted: Vec<f64> = items.iter().map(|&v| f64::from(v)).collect();
+            sorted.sort_by(f64::total_cmp);
+            // The pack holding the largest item also holds n/32 - 1 others, at least the lightest.
+            let per_pack = n / 32;
+            let bound =
+                (total / 32.0).max(sorted[n - 1] + sorted[..per_pack - 1].iter().sum::<f64>());
+            let gap = sums.iter().copied().fold(0.0, f64::max) / bound - 1.0;
+            sum_gap += gap;
+            worst = worst.max(gap);
+            seconds += time_per_call(budget / 20.0, || {
+                eplb::balanced_packing(items, 1, n, 32, &options)
+            });
+        }
+        let count = instances.len() as f64;
+        println!(
+            "| {label} | {:.4}% | {:.4}% | {} |",
+            sum_gap / count * 100.0,
+            worst * 100.0,
+            fmt_time(seconds / count)
+        );
+    }
 }

@@ -53,7 +53,10 @@ pub(crate) unsafe fn read_options(opts: *const eplb_options) -> Result<(Options,
         // SAFETY: read_options_fields checked that opts is non-null, aligned and readable.
         unsafe { std::ptr::addr_of!((*opts).struct_size).read() }
     };
-    Ok((options, Region::new("opts", opts.cast::<u8>(), size, false)?))
+    Ok((
+        options,
+        Region::new("opts", opts.cast::<u8>(), size, false)?,
+    ))
 }
 
 /// # Safety

@@ -68,11 +68,13 @@ pub fn improve(
         // The lightest pack first (it allows the largest exchanges, so the bound found there prunes
         // most other packs), then the others in index order; sorting every round would cost more
         // than the pruning it adds.
-        let lightest = (0..m)
-            .filter(|&p| p != h)
-            .fold(usize::MAX, |best, p| {
-                if best == usize::MAX || state.loads[p] < state.loads[best] { p } else { best }
-            });
+        let lightest = (0..m).filter(|&p| p != h).fold(usize::MAX, |best, p| {
+            if best == usize::MAX || state.loads[p] < state.loads[best] {
+                p
+            } else {
+                best
+            }
+        });
         scratch.by_load.clear();
         scratch.by_load.push(lightest as u32);
         scratch
@@ -310,7 +312,11 @@ pub fn repair_duplicates(
 ) -> bool {
     let k = state.per_pack;
     let m = state.num_packs();
-    let limit = if keep_max { state.max_load() } else { f64::INFINITY };
+    let limit = if keep_max {
+        state.max_load()
+    } else {
+        f64::INFINITY
+    };
     let mut clean = true;
     for p in 0..m {
         let mut pos = p * k;

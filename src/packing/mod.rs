@@ -48,8 +48,8 @@ fn budget(effort: Effort) -> PackBudget {
         Effort::Default => PackBudget {
             rounds_per_item: 8,
             pair_swaps: false,
-            differencing_start: false,
-            greedy_start: true,
+            differencing_start: true,
+            greedy_start: false,
             search_every_start: false,
             exact_items: 16,
             exact_nodes: 20_000,
@@ -139,17 +139,47 @@ impl Packer {
         if budget.differencing_start {
             let mut start = std::mem::take(&mut self.pack_of);
             balanced_differencing(weights, num_packs, &mut self.differencing, &mut start);
-            self.consider(&start, weights, num_packs, colors, search_each, search_budget, &mut best_key);
+            self.consider(
+                &start,
+                weights,
+                num_packs,
+                colors,
+                search_each,
+                search_budget,
+                &mut best_key,
+            );
             self.pack_of = start;
         }
         let mut greedy_assignment = std::mem::take(&mut self.greedy_pack_of);
         if budget.greedy_start || best_key.is_none() && extra_start.is_none() {
             greedy_assignment.resize(n, 0);
-            greedy_colored(weights, colors, num_packs, &mut self.greedy, &mut greedy_assignment);
-            self.consider(&greedy_assignment, weights, num_packs, colors, search_each, search_budget, &mut best_key);
+            greedy_colored(
+                weights,
+                colors,
+                num_packs,
+                &mut self.greedy,
+                &mut greedy_assignment,
+            );
+            self.consider(
+                &greedy_assignment,
+                weights,
+                num_packs,
+                colors,
+                search_each,
+                search_budget,
+                &mut best_key,
+            );
         }
         if let Some(start) = extra_start {
-            self.consider(start, weights, num_packs, colors, search_each, search_budget, &mut best_key);
+            self.consider(
+                start,
+                weights,
+                num_packs,
+                colors,
+                search_each,
+                search_budget,
+                &mut best_key,
+            );
         }
         self.greedy_pack_of = greedy_assignment;
         if !budget.search_every_start {
