@@ -2,7 +2,7 @@
 //! shapes, each window re-planned from the previous window's plan, against planning every window
 //! from scratch.
 //!
-//! `cargo run --release --example drift`
+//! `cargo run --release --example drift [prefill|decode] [--markdown]`
 //!
 //! Sequences (58 layers x 256 experts, 8 groups):
 //! - slow drift: a random walk on each expert's popularity (2% multiplicative noise per window);
@@ -12,14 +12,16 @@
 //!
 //! For each re-planning mode the table gives the balancedness (`sum mean / sum max` GPU load) on
 //! the window a plan is made from and on the next window, the expert weights moved per re-plan
-//! (absolute, as a share of all copies, and against planning from scratch), and the time per call.
+//! (absolute, as a share of all copies, and against planning from scratch), and the CPU time per
+//! call (the plan from scratch included). DeepSeek's algorithm re-plans by relabelling only; its
+//! rows compare with DeepSeek's own plans from scratch.
 
 #[path = "support/mod.rs"]
 mod support;
 
 use eplb::metrics::gpu_loads;
 use eplb::plan::plan_experts;
-use eplb::{Options, Plan, Shape, rebalance_experts};
+use eplb::{Algorithm, Options, Plan, Shape, rebalance_experts};
 use support::{Rng, deepseek_like, fmt_time, read_trace, shared_trace};
 
 const LAYERS: usize = 58;
@@ -107,8 +109,9 @@ struct Row {
 }
 
 /// Plans window 0 from scratch, then re-plans windows 1.. (from scratch when `tolerance` is None).
-fn run(windows: &[Vec<f32>], shape: &Shape, tolerance: Option<f64>) -> Row {
+fn run(windows: &[Vec<f32>], shape: &Shape, algorithm: Algorithm, tolerance: Option<f64>) -> Row {
     let options = Options {
+        algorithm,
         max_balance_loss: tolerance.unwrap_or(0.0),
         ..Options::default()
     };
@@ -147,36 +150,77 @@ fn run(windows: &[Vec<f32>], shape: &Shape, tolerance: Option<f64>) -> Row {
     row
 }
 
-fn print_table(title: &str, windows: &[Vec<f32>], shape: &Shape) {
-    println!("  {title} ({} re-plans)", windows.len() - 1);
-    println!(
-        "    {:<16} {:>12} {:>12} {:>14} {:>9} {:>11} {:>12}",
-        "re-plan", "bal planned", "bal next", "moved/re-plan", "of all", "vs scratch", "CPU/call"
-    );
-    let scratch = run(windows, shape, None);
+fn print_table(title: &str, windows: &[Vec<f32>], shape: &Shape, markdown: bool) {
     let rows = [
-        ("from scratch", scratch),
-        ("tolerance 0", run(windows, shape, Some(0.0))),
-        ("tolerance 0.1%", run(windows, shape, Some(0.001))),
-        ("tolerance 1%", run(windows, shape, Some(0.01))),
+        (
+            "from scratch",
+            run(windows, shape, Algorithm::Refined, None),
+        ),
+        (
+            "tolerance 0",
+            run(windows, shape, Algorithm::Refined, Some(0.0)),
+        ),
+        (
+            "tolerance 0.1%",
+            run(windows, shape, Algorithm::Refined, Some(0.001)),
+        ),
+        (
+            "tolerance 1%",
+            run(windows, shape, Algorithm::Refined, Some(0.01)),
+        ),
+        (
+            "DeepSeek, scratch",
+            run(windows, shape, Algorithm::DeepSeek, None),
+        ),
+        (
+            "DeepSeek, relabelled",
+            run(windows, shape, Algorithm::DeepSeek, Some(0.0)),
+        ),
     ];
-    let scratch_moved = rows[0].1.moved.max(1) as f64;
-    for (label, r) in &rows {
-        let next = if r.next.1 > 0.0 {
-            format!("{:.4}", r.next.0 / r.next.1)
-        } else {
-            "-".to_string()
-        };
+    let header = [
+        "re-plan",
+        "bal planned",
+        "bal next",
+        "moved/re-plan",
+        "of all",
+        "vs scratch",
+        "CPU/call",
+    ];
+    if markdown {
+        println!("\n{title} ({} re-plans)\n", windows.len() - 1);
+        println!("| {} |", header.join(" | "));
+        println!("|{}", "---|".repeat(header.len()));
+    } else {
+        println!("  {title} ({} re-plans)", windows.len() - 1);
         println!(
-            "    {:<16} {:>12.4} {:>12} {:>14.1} {:>8.1}% {:>10.1}% {:>12}",
-            label,
-            r.planned.0 / r.planned.1,
-            next,
-            r.moved as f64 / r.calls as f64,
-            100.0 * r.moved as f64 / r.total.max(1) as f64,
-            100.0 * r.moved as f64 / scratch_moved,
-            fmt_time(r.seconds / r.calls as f64),
+            "    {:<20} {:>12} {:>12} {:>14} {:>9} {:>11} {:>10}",
+            header[0], header[1], header[2], header[3], header[4], header[5], header[6]
         );
+    }
+    for (i, (label, r)) in rows.iter().enumerate() {
+        // DeepSeek's rows compare with DeepSeek's own plans from scratch.
+        let scratch_moved = rows[if i >= 4 { 4 } else { 0 }].1.moved.max(1) as f64;
+        let cells = [
+            label.to_string(),
+            format!("{:.4}", r.planned.0 / r.planned.1),
+            if r.next.1 > 0.0 {
+                format!("{:.4}", r.next.0 / r.next.1)
+            } else {
+                "-".to_string()
+            },
+            format!("{:.1}", r.moved as f64 / r.calls as f64),
+            format!("{:.1}%", 100.0 * r.moved as f64 / r.total.max(1) as f64),
+            format!("{:.1}%", 100.0 * r.moved as f64 / scratch_moved),
+            fmt_time(r.seconds / r.calls as f64),
+        ];
+        if markdown {
+            println!("| {} |", cells.join(" | "));
+        } else {
+            println!(
+                "    {:<20} {:>12} {:>12} {:>14} {:>9} {:>11} {:>10}",
+                cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6]
+            );
+        }
     }
 }
 
@@ -216,20 +260,32 @@ fn main() {
         },
         _ => None,
     };
-    // Optional filter: `drift prefill` or `drift decode` runs one scenario.
-    let only = std::env::args().nth(1);
+    // `--markdown` prints markdown tables; `prefill` or `decode` runs one scenario.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let markdown = args.iter().any(|a| a == "--markdown");
+    let only = args.iter().find(|a| !a.starts_with("--")).cloned();
     for sc in &scenarios {
         if only.as_deref().is_some_and(|o| !sc.name.starts_with(o)) {
             continue;
         }
         let shape =
             Shape::new(LAYERS, EXPERTS, sc.replicas, GROUPS, sc.nodes, sc.gpus).expect("shape");
-        println!("{}", sc.name);
-        print_table("synthetic, slow drift (2% per window)", &slow, &shape);
+        if markdown {
+            println!("\n**{}**", sc.name);
+        } else {
+            println!("{}", sc.name);
+        }
+        print_table(
+            "synthetic, slow drift (2% per window)",
+            &slow,
+            &shape,
+            markdown,
+        );
         print_table(
             "synthetic, drift + a workload change every 6th window",
             &jumps,
             &shape,
+            markdown,
         );
         if let Some((prefill, decode)) = &traces {
             let real_drift = drift_windows(prefill, 11, None, 3);
@@ -237,6 +293,7 @@ fn main() {
                 "real prefill trace, slow drift (2% per window)",
                 &real_drift,
                 &shape,
+                markdown,
             );
             let pair: Vec<Vec<f32>> = (0..5)
                 .map(|i| {
@@ -247,7 +304,12 @@ fn main() {
                     }
                 })
                 .collect();
-            print_table("real traces, prefill and decode alternating", &pair, &shape);
+            print_table(
+                "real traces, prefill and decode alternating",
+                &pair,
+                &shape,
+                markdown,
+            );
         }
         println!();
     }

@@ -55,170 +55,256 @@ const LAST_RESORTS: usize = 4;
 // ------------------------------------------------------------------------------------------------
 // Assignment
 
-/// Exact maximum-weight assignment (Hungarian algorithm with potentials, `O(n^3)`).
+/// Exact maximum-weight assignment: the Hungarian method as successive shortest augmenting paths
+/// (Dijkstra with column potentials) over the positive entries only, plus one shared zero-cost
+/// "unmatched" column of unlimited capacity (a row there takes a leftover column at the end; zero
+/// entries add nothing). Rows start on their best column when it is free, so only conflicts
+/// augment. `O(n^3)` in the worst case, near-linear on the sparse matrices of kept copies.
 #[derive(Debug, Default)]
 pub(crate) struct Assignment {
-    u: Vec<i64>,
-    v: Vec<i64>,
-    p: Vec<usize>,
-    way: Vec<usize>,
-    minv: Vec<i64>,
-    used: Vec<bool>,
-    parent: Vec<usize>,
-    nodes: Vec<(usize, usize)>,
-    rows: Vec<usize>,
-    cols: Vec<usize>,
-    dense: Vec<i64>,
-    dense_out: Vec<usize>,
+    start: Vec<usize>,
+    cols: Vec<u32>,
+    costs: Vec<i64>,
+    pi: Vec<i64>,
+    dist: Vec<i64>,
+    pred: Vec<u32>,
+    done: Vec<bool>,
+    col_match: Vec<u32>,
+    row_match: Vec<u32>,
+    touched: Vec<u32>,
+    finalized: Vec<u32>,
+    queue: Queue,
     col_used: Vec<bool>,
 }
 
+/// A monotone priority queue of (distance, column) for Dijkstra with small integer distances:
+/// buckets for distances below `BUCKETS`, a binary heap above (lowest column first on ties).
+#[derive(Debug, Default)]
+struct Queue {
+    buckets: Vec<Vec<u32>>,
+    current: usize,
+    len: usize,
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<(i64, u32)>>,
+}
+
+const BUCKETS: usize = 64;
+
+impl Queue {
+    fn clear(&mut self) {
+        self.buckets.resize_with(BUCKETS, Vec::new);
+        for b in &mut self.buckets {
+            b.clear();
+        }
+        self.current = 0;
+        self.len = 0;
+        self.heap.clear();
+    }
+
+    /// Distances pushed must not be below the last popped one.
+    fn push(&mut self, d: i64, j: u32) {
+        match usize::try_from(d) {
+            Ok(b) if b < BUCKETS => {
+                self.buckets[b].push(j);
+                self.len += 1;
+            }
+            _ => self.heap.push(std::cmp::Reverse((d, j))),
+        }
+    }
+
+    fn pop(&mut self) -> Option<(i64, u32)> {
+        while self.len > 0 {
+            if let Some(j) = self.buckets[self.current].pop() {
+                self.len -= 1;
+                return Some((self.current as i64, j));
+            }
+            self.current += 1;
+        }
+        self.heap.pop().map(|std::cmp::Reverse(x)| x)
+    }
+}
+
 impl Assignment {
-    /// Dense `n x n` problem: `out[i]` is the column of row `i`, maximising the sum of
-    /// `weight[i * n + out[i]]`.
-    fn dense_max(&mut self, n: usize, weight: &[i64], out: &mut Vec<usize>) {
-        const INF: i64 = i64::MAX / 4;
-        for buf in [&mut self.u, &mut self.v, &mut self.minv] {
-            buf.clear();
-            buf.resize(n + 1, 0);
-        }
-        self.p.clear();
-        self.p.resize(n + 1, 0);
-        self.way.clear();
-        self.way.resize(n + 1, 0);
-        for i in 1..=n {
-            self.p[0] = i;
-            let mut j0 = 0usize;
-            self.minv.iter_mut().for_each(|m| *m = INF);
-            self.used.clear();
-            self.used.resize(n + 1, false);
-            loop {
-                self.used[j0] = true;
-                let i0 = self.p[j0];
-                let mut delta = INF;
-                let mut j1 = 0usize;
-                let row = &weight[(i0 - 1) * n..i0 * n];
-                for j in 1..=n {
-                    if !self.used[j] {
-                        let cur = -row[j - 1] - self.u[i0] - self.v[j];
-                        if cur < self.minv[j] {
-                            self.minv[j] = cur;
-                            self.way[j] = j0;
-                        }
-                        if self.minv[j] < delta {
-                            delta = self.minv[j];
-                            j1 = j;
-                        }
-                    }
-                }
-                for j in 0..=n {
-                    if self.used[j] {
-                        self.u[self.p[j]] += delta;
-                        self.v[j] -= delta;
-                    } else {
-                        self.minv[j] -= delta;
-                    }
-                }
-                j0 = j1;
-                if self.p[j0] == 0 {
-                    break;
-                }
-            }
-            loop {
-                let j1 = self.way[j0];
-                self.p[j0] = self.p[j1];
-                j0 = j1;
-                if j0 == 0 {
-                    break;
-                }
-            }
-        }
-        out.clear();
-        out.resize(n, 0);
-        for j in 1..=n {
-            out[self.p[j] - 1] = j - 1;
-        }
-    }
-
-    fn find(&mut self, mut x: usize) -> usize {
-        while self.parent[x] != x {
-            self.parent[x] = self.parent[self.parent[x]];
-            x = self.parent[x];
-        }
-        x
-    }
-
     /// Maximum-weight assignment of an `n x n` matrix of non-negative weights (`out[i]`: the column
-    /// of row `i`; a permutation). Exact: the dense algorithm runs on each connected component of
-    /// the positive entries (zero entries add nothing, so the remaining rows take the remaining
-    /// columns in ascending order). Returns the optimum.
+    /// of row `i`; a permutation). Returns the optimum.
     pub(crate) fn max_assignment(&mut self, n: usize, weight: &[i32], out: &mut Vec<usize>) -> i64 {
-        self.parent.clear();
-        self.parent.extend(0..2 * n);
-        for i in 0..n {
-            for j in 0..n {
-                if weight[i * n + j] > 0 {
-                    let (a, b) = (self.find(i), self.find(n + j));
-                    if a != b {
-                        let (lo, hi) = (a.min(b), a.max(b));
-                        self.parent[hi] = lo;
-                    }
+        const INF: i64 = i64::MAX / 4;
+        // When every row's largest entry (first on ties) is in a different column, the sum of row
+        // maxima, an upper bound, is reached.
+        out.clear();
+        self.col_used.clear();
+        self.col_used.resize(n, false);
+        let mut total = 0i64;
+        let mut distinct = true;
+        for row in weight.chunks_exact(n.max(1)).take(n) {
+            let (mut best, mut bw) = (0, 0);
+            for (j, &w) in row.iter().enumerate() {
+                if w > bw {
+                    (best, bw) = (j, w);
                 }
             }
+            if bw > 0 {
+                if self.col_used[best] {
+                    distinct = false;
+                    break;
+                }
+                self.col_used[best] = true;
+            }
+            out.push(if bw > 0 { best } else { usize::MAX });
+            total += i64::from(bw);
         }
-        self.nodes.clear();
-        for x in 0..2 * n {
-            let r = self.find(x);
-            self.nodes.push((r, x));
+        if distinct {
+            let mut next = 0;
+            for slot in out.iter_mut().filter(|c| **c == usize::MAX) {
+                while self.col_used[next] {
+                    next += 1;
+                }
+                *slot = next;
+                self.col_used[next] = true;
+            }
+            return total;
         }
-        self.nodes.sort_unstable();
+        // Positive entries by row, cost = -weight; column n is the shared "unmatched" column.
+        self.start.clear();
+        self.cols.clear();
+        self.costs.clear();
+        for i in 0..n {
+            self.start.push(self.cols.len());
+            for (j, &w) in weight[i * n..(i + 1) * n].iter().enumerate() {
+                if w > 0 {
+                    self.cols.push(j as u32);
+                    self.costs.push(-i64::from(w));
+                }
+            }
+            self.cols.push(n as u32);
+            self.costs.push(0);
+        }
+        self.start.push(self.cols.len());
+        let m = n + 1;
+        self.pi.clear();
+        self.pi.resize(m, 0);
+        self.dist.clear();
+        self.dist.resize(m, INF);
+        self.pred.clear();
+        self.pred.resize(m, NONE);
+        self.done.clear();
+        self.done.resize(m, false);
+        self.col_match.clear();
+        self.col_match.resize(m, NONE);
+        self.row_match.clear();
+        self.row_match.resize(n, NONE);
+        let cost = |i: usize, j: usize| -> i64 {
+            if j >= n {
+                0
+            } else {
+                -i64::from(weight[i * n + j])
+            }
+        };
+        // Start: each row on its cheapest column when that is free (with zero potentials every
+        // matched edge is then tight and no reduced cost negative).
+        for r in 0..n {
+            let e = (self.start[r]..self.start[r + 1])
+                .min_by_key(|&e| (self.costs[e], self.cols[e]))
+                .expect("the unmatched column");
+            let j = self.cols[e] as usize;
+            if j == n || self.col_match[j] == NONE {
+                if j < n {
+                    self.col_match[j] = r as u32;
+                }
+                self.row_match[r] = j as u32;
+            }
+        }
+        for r in 0..n {
+            if self.row_match[r] != NONE {
+                continue;
+            }
+            self.queue.clear();
+            self.touched.clear();
+            self.finalized.clear();
+            let edges = self.start[r]..self.start[r + 1];
+            let ur = edges
+                .clone()
+                .map(|e| self.costs[e] - self.pi[self.cols[e] as usize])
+                .min()
+                .expect("the unmatched column");
+            for e in edges {
+                let j = self.cols[e] as usize;
+                let d = self.costs[e] - self.pi[j] - ur;
+                if d < self.dist[j] {
+                    if self.dist[j] == INF {
+                        self.touched.push(j as u32);
+                    }
+                    self.dist[j] = d;
+                    self.pred[j] = r as u32;
+                    self.queue.push(d, j as u32);
+                }
+            }
+            let (free, reach) = loop {
+                let (d, j) = self.queue.pop().expect("the unmatched column is reachable");
+                let j = j as usize;
+                if self.done[j] || d > self.dist[j] {
+                    continue;
+                }
+                self.done[j] = true;
+                self.finalized.push(j as u32);
+                if j == n || self.col_match[j] == NONE {
+                    break (j, d);
+                }
+                let i = self.col_match[j] as usize;
+                let ui = cost(i, j) - self.pi[j];
+                for e in self.start[i]..self.start[i + 1] {
+                    let j2 = self.cols[e] as usize;
+                    if self.done[j2] {
+                        continue;
+                    }
+                    let nd = d + self.costs[e] - self.pi[j2] - ui;
+                    if nd < self.dist[j2] {
+                        if self.dist[j2] == INF {
+                            self.touched.push(j2 as u32);
+                        }
+                        self.dist[j2] = nd;
+                        self.pred[j2] = i as u32;
+                        self.queue.push(nd, j2 as u32);
+                    }
+                }
+            };
+            for &j in &self.finalized {
+                let j = j as usize;
+                self.pi[j] += self.dist[j] - reach;
+            }
+            // Augment along the predecessors.
+            let mut j = free;
+            loop {
+                let i = self.pred[j] as usize;
+                let previous = self.row_match[i];
+                if j < n {
+                    self.col_match[j] = i as u32;
+                }
+                self.row_match[i] = j as u32;
+                if i == r {
+                    break;
+                }
+                j = previous as usize;
+            }
+            for &j in &self.touched {
+                let j = j as usize;
+                self.dist[j] = INF;
+                self.pred[j] = NONE;
+                self.done[j] = false;
+            }
+        }
         out.clear();
         out.resize(n, usize::MAX);
         self.col_used.clear();
         self.col_used.resize(n, false);
         let mut total = 0i64;
-        let mut start = 0;
-        let mut dense_out = std::mem::take(&mut self.dense_out);
-        while start < self.nodes.len() {
-            let root = self.nodes[start].0;
-            let mut end = start;
-            self.rows.clear();
-            self.cols.clear();
-            while end < self.nodes.len() && self.nodes[end].0 == root {
-                let x = self.nodes[end].1;
-                if x < n {
-                    self.rows.push(x);
-                } else {
-                    self.cols.push(x - n);
-                }
-                end += 1;
-            }
-            start = end;
-            if self.rows.is_empty() || self.cols.is_empty() {
-                continue;
-            }
-            let s = self.rows.len().max(self.cols.len());
-            self.dense.clear();
-            self.dense.resize(s * s, 0);
-            for (a, &i) in self.rows.iter().enumerate() {
-                for (b, &j) in self.cols.iter().enumerate() {
-                    self.dense[a * s + b] = i64::from(weight[i * n + j]);
-                }
-            }
-            let dense = std::mem::take(&mut self.dense);
-            self.dense_max(s, &dense, &mut dense_out);
-            self.dense = dense;
-            for (a, &i) in self.rows.iter().enumerate() {
-                let b = dense_out[a];
-                if b < self.cols.len() && weight[i * n + self.cols[b]] > 0 {
-                    let j = self.cols[b];
-                    out[i] = j;
-                    self.col_used[j] = true;
-                    total += i64::from(weight[i * n + j]);
-                }
+        for i in 0..n {
+            let j = self.row_match[i] as usize;
+            if j < n {
+                out[i] = j;
+                self.col_used[j] = true;
+                total += i64::from(weight[i * n + j]);
             }
         }
-        self.dense_out = dense_out;
         let mut next = 0;
         for slot in out.iter_mut().filter(|c| **c == usize::MAX) {
             while self.col_used[next] {
@@ -346,11 +432,16 @@ fn order_slots(
     tmp: &mut Vec<i64>,
     used: &mut Vec<bool>,
 ) {
+    tmp.clear();
+    tmp.resize(k, -1);
+    used.clear();
+    used.resize(k, false);
     for (new, old) in row.chunks_exact_mut(k).zip(old_row.chunks_exact(k)) {
-        tmp.clear();
-        tmp.resize(k, -1);
-        used.clear();
-        used.resize(k, false);
+        if new == old {
+            continue;
+        }
+        tmp.fill(-1);
+        used.fill(false);
         for (pos, &x) in old.iter().enumerate() {
             if let Some(i) = (0..k).find(|&i| !used[i] && new[i] == x) {
                 tmp[pos] = x;
@@ -380,7 +471,7 @@ fn equal_classes(
     class_of: &mut Vec<u32>,
     shared: &mut Vec<bool>,
 ) -> usize {
-    let size = (4 * per.len()).next_power_of_two().max(16);
+    let size = (2 * per.len()).next_power_of_two().max(16);
     let shift = 64 - size.trailing_zeros();
     table.clear();
     table.resize(size, (0, u32::MAX));
@@ -822,6 +913,7 @@ impl BlockSearch {
             }
         }
         // Missing replicas go to the lightest GPUs with a free slot, heaviest replica first.
+        let mut forced_dup = false;
         self.order.clear();
         for &x in pb.experts {
             let missing = self.want[x as usize] - self.kept[x as usize].min(self.want[x as usize]);
@@ -846,16 +938,19 @@ impl BlockSearch {
                     best = Some((g, dup, l));
                 }
             }
-            let (g, _, _) = best.expect("a free slot for each missing replica");
+            let (g, dup, _) = best.expect("a free slot for each missing replica");
             let s = (g * k..(g + 1) * k)
                 .find(|&s| self.slots[s] == -1)
                 .expect("a free slot");
             self.slots[s] = x;
             self.gpu_loads[g] += self.per[x as usize];
+            forced_dup |= dup;
         }
         debug_assert!(!self.slots.contains(&-1));
         self.recompute_loads(k);
-        self.separate_duplicates(pb, m);
+        if forced_dup {
+            self.separate_duplicates(pb, m);
+        }
         if self.heaviest().1 > pb.limit {
             self.repair(pb, m);
             self.recompute_loads(k);
@@ -1271,6 +1366,7 @@ pub(crate) struct Replanner {
     overlap: Vec<i32>,
     sub: Vec<i32>,
     pair_value: Vec<i32>,
+    pair_assign: Vec<usize>,
     node_perm: Vec<usize>,
     search_perm: Vec<usize>,
     tmp_assign: Vec<usize>,
@@ -1368,15 +1464,22 @@ impl Replanner {
             limit: fresh_max * (1.0 + options.max_balance_loss) * (1.0 + ACCEPT_SLACK),
             fresh_dups: crate::metrics::duplicated_replicas(input.fresh_phy, k) > 0,
         };
-        self.index.build(input.old_phy, k, e);
-        overlap(input.fresh_phy, k, &self.index, 0, p, &mut self.overlap);
-        self.class_overlap(input, &d);
-
         let strict =
             n == 1
                 || input.fresh_phy.iter().enumerate().all(|(s, &x)| {
                     input.fresh_home[x as usize / d.group_size] == (s / d.spn) as i64
                 });
+        // The old plan itself, when it already meets every requirement: nothing moves.
+        if options.algorithm == Algorithm::Refined && strict && self.old_is_enough(input, &d) {
+            phy2log.copy_from_slice(input.old_phy);
+            counts_of(input.old_phy, e, &mut self.cnt);
+            logcnt.copy_from_slice(&self.cnt);
+            group_node.copy_from_slice(&self.best_home);
+            return;
+        }
+        self.index.build(input.old_phy, k, e);
+        overlap(input.fresh_phy, k, &self.index, 0, p, &mut self.overlap);
+        self.class_overlap(input, &d);
         let mut best: Option<Score> = None;
         if options.algorithm == Algorithm::Refined && strict {
             // S2: the old plan's node split (when it differs from the from-scratch one).
@@ -1403,6 +1506,42 @@ impl Replanner {
         counts_of(&self.best, e, &mut self.cnt);
         logcnt.copy_from_slice(&self.cnt);
         group_node.copy_from_slice(&self.best_home);
+    }
+
+    /// Whether the old row is a valid output as it is: within the limit, no avoidable duplicate
+    /// and, under the hierarchical policy, strictly hierarchical with `G / N` groups per node
+    /// (their homes left in `best_home`).
+    fn old_is_enough(&mut self, input: &LayerInput<'_>, d: &Dims) -> bool {
+        counts_of(input.old_phy, d.e, &mut self.cnt);
+        if max_gpu_load(
+            input.loads,
+            input.old_phy,
+            &self.cnt,
+            d.k,
+            &mut self.scratch,
+        ) > d.limit
+        {
+            return false;
+        }
+        if !d.fresh_dups && crate::metrics::duplicated_replicas(input.old_phy, d.k) > 0 {
+            return false;
+        }
+        self.best_home.clear();
+        self.best_home.extend_from_slice(input.fresh_home);
+        if !d.hierarchical || d.n == 1 {
+            return true;
+        }
+        self.best_home.iter_mut().for_each(|h| *h = -1);
+        for (s, &x) in input.old_phy.iter().enumerate() {
+            let (group, node) = (x as usize / d.group_size, (s / d.spn) as i64);
+            match self.best_home[group] {
+                -1 => self.best_home[group] = node,
+                h if h != node => return false,
+                _ => {}
+            }
+        }
+        let per_node = self.best_home.len() / d.n;
+        (0..d.n as i64).all(|b| self.best_home.iter().filter(|&&h| h == b).count() == per_node)
     }
 
     /// Takes `cand` when it moves fewer weights (ties: lower max GPU load).
@@ -1581,6 +1720,11 @@ impl Replanner {
         self.assign
             .max_assignment(d.gpn, &sub, &mut self.tmp_assign);
         self.sub = sub;
+        self.place_block(fresh, d, a);
+    }
+
+    /// Fresh node block `a` with its GPUs placed as `tmp_assign` says, into `block`.
+    fn place_block(&mut self, fresh: &[i64], d: &Dims, a: usize) {
         let (k, spn) = (d.k, d.spn);
         self.block.clear();
         self.block.resize(spn, 0);
@@ -1595,6 +1739,7 @@ impl Replanner {
         let n = d.n;
         self.pair_value.clear();
         self.pair_value.resize(n * n, 0);
+        self.pair_assign.clear();
         if n > 1 {
             for a in 0..n {
                 for b in 0..n {
@@ -1605,6 +1750,7 @@ impl Replanner {
                         .max_assignment(d.gpn, &sub, &mut self.tmp_assign);
                     self.sub = sub;
                     self.pair_value[a * n + b] = value as i32;
+                    self.pair_assign.extend_from_slice(&self.tmp_assign);
                 }
             }
         }
@@ -1615,7 +1761,15 @@ impl Replanner {
         self.cand.resize(d.r, 0);
         for a in 0..n {
             let b = self.node_perm[a];
-            self.pair_block(input.fresh_phy, d, a, b);
+            if n > 1 {
+                let at = (a * n + b) * d.gpn;
+                self.tmp_assign.clear();
+                self.tmp_assign
+                    .extend_from_slice(&self.pair_assign[at..at + d.gpn]);
+                self.place_block(input.fresh_phy, d, a);
+            } else {
+                self.pair_block(input.fresh_phy, d, a, b);
+            }
             self.cand[b * d.spn..(b + 1) * d.spn].copy_from_slice(&self.block);
         }
         self.cand_home.clear();
@@ -1935,5 +2089,165 @@ impl Replanner {
         self.cand_home.clear();
         self.cand_home.extend_from_slice(&homes);
         self.accept(input, d, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn brute_force(n: usize, w: &[i32]) -> i64 {
+        fn go(row: usize, n: usize, w: &[i32], used: &mut Vec<bool>) -> i64 {
+            if row == n {
+                return 0;
+            }
+            let mut best = i64::MIN;
+            for j in 0..n {
+                if !used[j] {
+                    used[j] = true;
+                    best = best.max(i64::from(w[row * n + j]) + go(row + 1, n, w, used));
+                    used[j] = false;
+                }
+            }
+            best
+        }
+        go(0, n, w, &mut vec![false; n])
+    }
+
+    #[test]
+    fn assignment_is_optimal_on_small_matrices() {
+        let mut state = 12345u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut assign = Assignment::default();
+        let mut out = Vec::new();
+        for case in 0..3000 {
+            let n = (next() % 7) as usize;
+            let density = next() % 4;
+            let w: Vec<i32> = (0..n * n)
+                .map(|_| {
+                    if next() % 4 < density {
+                        (next() % 5) as i32
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            let value = assign.max_assignment(n, &w, &mut out);
+            assert_eq!(value, brute_force(n, &w), "case {case}: {w:?}");
+            let mut seen = vec![false; n];
+            let mut total = 0;
+            for (i, &j) in out.iter().enumerate() {
+                assert!(!seen[j], "case {case}: not a permutation {out:?}");
+                seen[j] = true;
+                total += i64::from(w[i * n + j]);
+            }
+            assert_eq!(total, value, "case {case}");
+        }
+    }
+
+    /// The textbook dense Hungarian algorithm (e-maxx), as a reference for larger matrices.
+    fn dense_reference(n: usize, w: &[i32]) -> i64 {
+        const INF: i64 = i64::MAX / 4;
+        let (mut u, mut v) = (vec![0i64; n + 1], vec![0i64; n + 1]);
+        let (mut p, mut way) = (vec![0usize; n + 1], vec![0usize; n + 1]);
+        for i in 1..=n {
+            p[0] = i;
+            let mut j0 = 0;
+            let mut minv = vec![INF; n + 1];
+            let mut used = vec![false; n + 1];
+            loop {
+                used[j0] = true;
+                let (i0, mut delta, mut j1) = (p[j0], INF, 0);
+                for j in 1..=n {
+                    if !used[j] {
+                        let cur = -i64::from(w[(i0 - 1) * n + j - 1]) - u[i0] - v[j];
+                        if cur < minv[j] {
+                            minv[j] = cur;
+                            way[j] = j0;
+                        }
+                        if minv[j] < delta {
+                            delta = minv[j];
+                            j1 = j;
+                        }
+                    }
+                }
+                for j in 0..=n {
+                    if used[j] {
+                        u[p[j]] += delta;
+                        v[j] -= delta;
+                    } else {
+                        minv[j] -= delta;
+                    }
+                }
+                j0 = j1;
+                if p[j0] == 0 {
+                    break;
+                }
+            }
+            loop {
+                let j1 = way[j0];
+                p[j0] = p[j1];
+                j0 = j1;
+                if j0 == 0 {
+                    break;
+                }
+            }
+        }
+        (1..=n).map(|j| i64::from(w[(p[j] - 1) * n + j - 1])).sum()
+    }
+
+    #[test]
+    fn assignment_matches_the_dense_hungarian_on_larger_matrices() {
+        let mut state = 777u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut assign = Assignment::default();
+        let mut out = Vec::new();
+        for case in 0..400 {
+            let n = 1 + (next() % 60) as usize;
+            let density = 1 + next() % 20;
+            let max_w = 1 + next() % 40;
+            let w: Vec<i32> = (0..n * n)
+                .map(|_| {
+                    if next() % 100 < density {
+                        (next() % max_w) as i32
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            let value = assign.max_assignment(n, &w, &mut out);
+            assert_eq!(value, dense_reference(n, &w), "case {case}");
+            let total: i64 = out
+                .iter()
+                .enumerate()
+                .map(|(i, &j)| i64::from(w[i * n + j]))
+                .sum();
+            assert_eq!(total, value, "case {case}");
+            let mut seen = out.clone();
+            seen.sort_unstable();
+            assert!(seen.iter().enumerate().all(|(i, &j)| i == j), "case {case}");
+        }
+    }
+
+    #[test]
+    fn class_assignment_keeps_what_a_permutation_moved() {
+        // Three experts with equal loads rotated over three GPUs: the class assignment puts each
+        // back where the old row had it.
+        let old = vec![0i64, 3, 1, 4, 2, 5];
+        let mut row = vec![1i64, 3, 2, 4, 0, 5];
+        let class_of = vec![0u32, 0, 0, 3, 4, 5];
+        let shared = vec![true, true, true, false, false, false];
+        ClassAssign::default().run(&mut row, &old, 2, 6, &class_of, &shared);
+        assert_eq!(moved(&row, &old, 2), 0, "{row:?}");
     }
 }
