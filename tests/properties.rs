@@ -26,10 +26,6 @@ impl Rng {
     }
 }
 
-fn divisors(n: usize) -> Vec<usize> {
-    (1..=n).filter(|d| n % d == 0).collect()
-}
-
 /// A random valid shape, hierarchical or global.
 fn random_shape(rng: &mut Rng) -> Shape {
     loop {
@@ -164,8 +160,7 @@ fn refined_is_valid_never_worse_than_deepseek_and_avoids_duplicates() {
             rebalance_experts(&loads, &shape, &options(Algorithm::Refined, effort)).unwrap();
         let ds_max = check_invariants(&ds, &loads, &shape, &context);
         let refined_max = check_invariants(&refined, &loads, &shape, &context);
-        let (g, n) = shape.effective_groups_nodes();
-        let _ = g;
+        let (_, n) = shape.effective_groups_nodes();
         let experts_in_scope = shape.num_logical / n;
         let k = shape.slots_per_gpu();
         let r = shape.num_replicas;

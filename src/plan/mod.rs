@@ -106,7 +106,10 @@ fn check_f32_range<L: Load>(loads: &[L], shape: &Shape) -> Result<()> {
 /// Plans every layer of `loads` (`[num_layers][num_logical]`).
 pub fn rebalance_experts<L: Load>(loads: &[L], shape: &Shape, options: &Options) -> Result<Plan> {
     options.validate()?;
-    let len = checked_product("num_layers x num_logical", &[shape.num_layers, shape.num_logical])?;
+    let len = checked_product(
+        "num_layers x num_logical",
+        &[shape.num_layers, shape.num_logical],
+    )?;
     debug_assert_eq!(loads.len(), len);
     validate_loads(loads, shape.num_logical)?;
     if options.algorithm == Algorithm::DeepSeek {
