@@ -12,6 +12,9 @@ use eplb::metrics::{gpu_loads, plan_stats};
 use eplb::{Algorithm, Effort, Options, Plan, Shape, rebalance_experts};
 use support::{Family, fmt_time, read_trace, shared_trace, time_per_call};
 
+/// Loads of a recorded trace and its layer count.
+type Trace = (Vec<f32>, usize);
+
 struct Model {
     name: &'static str,
     layers: usize,
@@ -153,7 +156,7 @@ fn seed_plan(loads: &[f32], shape: &Shape) -> Plan {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let budget = if quick { 0.05 } else { 0.3 };
-    let mut workloads: Vec<(String, Option<(Vec<f32>, usize)>)> = vec![
+    let mut workloads: Vec<(String, Option<Trace>)> = vec![
         (Family::Uniform.name(), None),
         (Family::LogNormal(0.5).name(), None),
         (Family::LogNormal(1.0).name(), None),
