@@ -82,13 +82,8 @@ pub struct Replication {
     pub logcnt: Vec<i64>,
 }
 
-/// DeepSeek's `replicate_experts` for every layer, in f32 like the reference.
-pub fn replicate_experts<L: Load>(
-    weights: &[L],
-    num_layers: usize,
-    num_logical: usize,
-    num_physical: usize,
-) -> Result<Replication> {
+/// The size rules of [`replicate_experts`]: both sizes positive, `num_physical >= num_logical`.
+pub fn check_sizes(num_logical: usize, num_physical: usize) -> Result<()> {
     require_positive("num_logical", num_logical)?;
     require_positive("num_physical", num_physical)?;
     if num_physical < num_logical {
@@ -98,6 +93,17 @@ pub fn replicate_experts<L: Load>(
             logical: num_logical,
         });
     }
+    Ok(())
+}
+
+/// DeepSeek's `replicate_experts` for every layer, in f32 like the reference.
+pub fn replicate_experts<L: Load>(
+    weights: &[L],
+    num_layers: usize,
+    num_logical: usize,
+    num_physical: usize,
+) -> Result<Replication> {
+    check_sizes(num_logical, num_physical)?;
     let len_log = checked_product("num_layers x num_logical", &[num_layers, num_logical])?;
     let len_phy = checked_product("num_layers x num_physical", &[num_layers, num_physical])?;
     debug_assert_eq!(weights.len(), len_log);

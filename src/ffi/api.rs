@@ -130,9 +130,7 @@ pub unsafe extern "C" fn eplb_balanced_packing(
     guard(|| {
         // SAFETY: opts is NULL or valid per this function's contract.
         let (options, opts_region) = unsafe { read_options(opts) }?;
-        crate::shape::require_positive("num_items", num_items)?;
-        crate::shape::require_positive("num_packs", num_packs)?;
-        crate::shape::require_multiple("num_items", num_items, "num_packs", num_packs, "")?;
+        crate::packing::check_sizes(num_items, num_packs)?;
         let len = checked_product("num_layers x num_items", &[num_layers, num_items])?;
         check_disjoint(&[
             opts_region,
@@ -173,15 +171,7 @@ pub unsafe extern "C" fn eplb_replicate_experts(
     logcnt: *mut i64,
 ) -> eplb_status {
     guard(|| {
-        crate::shape::require_positive("num_logical", num_logical)?;
-        crate::shape::require_positive("num_physical", num_physical)?;
-        if num_physical < num_logical {
-            return Err(Error::TooFewReplicas {
-                replicas_arg: "num_physical",
-                replicas: num_physical,
-                logical: num_logical,
-            });
-        }
+        crate::replication::check_sizes(num_logical, num_physical)?;
         let len_log = checked_product("num_layers x num_logical", &[num_layers, num_logical])?;
         let len_phy = checked_product("num_layers x num_physical", &[num_layers, num_physical])?;
         check_disjoint(&[

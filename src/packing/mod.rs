@@ -256,6 +256,13 @@ pub struct Packing {
     pub rank_in_pack: Vec<i64>,
 }
 
+/// The size rules of [`balanced_packing`]: both sizes positive, `num_items % num_packs == 0`.
+pub fn check_sizes(num_items: usize, num_packs: usize) -> Result<()> {
+    require_positive("num_items", num_items)?;
+    require_positive("num_packs", num_packs)?;
+    require_multiple("num_items", num_items, "num_packs", num_packs, "")
+}
+
 /// Balanced packing of each row of `weights` (`[num_layers][num_items]`) into `num_packs` packs of
 /// `num_items / num_packs` items. DeepSeek's algorithm is bit-exact with the reference; the refined
 /// one never has a heavier pack than DeepSeek's on any layer.
@@ -266,9 +273,7 @@ pub fn balanced_packing<L: Load>(
     num_packs: usize,
     options: &Options,
 ) -> Result<Packing> {
-    require_positive("num_items", num_items)?;
-    require_positive("num_packs", num_packs)?;
-    require_multiple("num_items", num_items, "num_packs", num_packs, "")?;
+    check_sizes(num_items, num_packs)?;
     options.validate()?;
     let len = checked_product("num_layers x num_items", &[num_layers, num_items])?;
     debug_assert_eq!(weights.len(), len);
