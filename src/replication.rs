@@ -11,10 +11,11 @@ use crate::load::{Load, row_to_f32, validate_loads};
 use crate::packing::weight::PerReplica;
 use crate::shape::{checked_product, require_positive};
 
-/// Reusable heap of [`replicate_greedy`].
+/// Reusable buffers of [`replicate_greedy`].
 #[derive(Debug, Default)]
 pub struct ReplicationScratch<W: PerReplica> {
     heap: BinaryHeap<W::Key>,
+    candidates: Vec<W::Key>,
 }
 
 /// Greedy replication of one row: the first `weights.len()` slots hold experts `0..E` in order, each
@@ -36,26 +37,49 @@ pub fn replicate_greedy<W: PerReplica>(
         rank[i] = 0;
         logcnt[i] = 1;
     }
+    let extra = phy2log.len() - e;
+    if extra == 0 {
+        return;
+    }
+    // Only the `extra` experts first in (load descending, index ascending) order can receive a
+    // redundant slot: an expert behind them is chosen only once each of them, at a per-replica
+    // load at least its own, already took one, and then no slot is left. So the heap holds just
+    // those candidates (all experts when the cap may be lifted or few are excluded).
+    let keys = &mut scratch.candidates;
+    keys.clear();
+    keys.extend(
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| w.per_replica(1).max_first_key(i as u32)),
+    );
+    if cap > 1 && extra < e {
+        keys.select_nth_unstable_by(extra - 1, |a, b| b.cmp(a));
+        keys.truncate(extra);
+    }
     let heap = &mut scratch.heap;
     heap.clear();
     let mut limit = cap;
-    // Build the heap in one heapify pass (pushing one by one would sift each entry up).
-    let push_all = |heap: &mut BinaryHeap<W::Key>, logcnt: &[u32], limit: u32| {
-        let mut keys = std::mem::take(heap).into_vec();
-        keys.clear();
-        for (i, (&w, &c)) in weights.iter().zip(logcnt.iter()).enumerate() {
-            if c < limit {
-                keys.push(w.per_replica(c).max_first_key(i as u32));
-            }
-        }
-        *heap = BinaryHeap::from(keys);
-    };
-    push_all(heap, logcnt, limit);
+    let mut initial = std::mem::take(heap).into_vec();
+    initial.clear();
+    if limit > 1 {
+        initial.extend_from_slice(keys);
+    }
+    *heap = BinaryHeap::from(initial);
     for slot in e..phy2log.len() {
         if heap.is_empty() {
             // Every expert is at the cap: lift it.
             limit = u32::MAX;
-            push_all(heap, logcnt, limit);
+            let mut all = std::mem::take(heap).into_vec();
+            all.clear();
+            all.extend(
+                weights
+                    .iter()
+                    .zip(logcnt.iter())
+                    .enumerate()
+                    .map(|(i, (&w, &c))| w.per_replica(c).max_first_key(i as u32)),
+            );
+            *heap = BinaryHeap::from(all);
         }
         // max_first_key stores the complement of the index.
         let expert = !W::key_index(heap.pop().expect("at least one expert"));

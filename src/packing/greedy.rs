@@ -13,6 +13,7 @@ pub struct GreedyScratch<W: Weight> {
     order: Vec<u32>,
     heap: BinaryHeap<Reverse<W::Key>>,
     counts: Vec<u32>,
+    open: Vec<W::Key>,
 }
 
 /// Below this many packs a scan of the open packs beats a heap.
@@ -46,21 +47,23 @@ pub fn greedy_pack<W: Weight>(
     counts.clear();
     counts.resize(num_packs, 0);
     if num_packs <= SCAN_LIMIT {
+        // Each open pack as its ascending key (weight, then index), a full pack as a key above all
+        // of them: the smallest key is the lightest open pack, lowest index on ties.
+        let open = &mut scratch.open;
+        open.clear();
+        open.extend((0..num_packs as u32).map(|p| W::default().ascending_key(p)));
         for &item in &scratch.order {
-            // The lightest pack that is not full; strict `<` keeps the lowest index on ties.
-            let mut best = usize::MAX;
-            let mut best_weight = W::default();
-            for (p, (&w, &count)) in pack_weights.iter().zip(counts.iter()).enumerate() {
-                if count < per_pack && (best == usize::MAX || w < best_weight) {
-                    best = p;
-                    best_weight = w;
-                }
-            }
+            let best = W::key_index(min_key(open)) as usize;
             let item = item as usize;
             pack_of[item] = best as u32;
             rank[item] = counts[best];
             counts[best] += 1;
             pack_weights[best] += weights[item];
+            open[best] = if counts[best] == per_pack {
+                W::MAX_KEY
+            } else {
+                pack_weights[best].ascending_key(best as u32)
+            };
         }
     } else {
         let heap = &mut scratch.heap;
@@ -79,6 +82,22 @@ pub fn greedy_pack<W: Weight>(
             }
         }
     }
+}
+
+/// The smallest of `keys` (not empty), with four independent running minima so the comparison
+/// chain is a quarter as deep as a linear scan (this scan is the greedy's inner loop).
+fn min_key<K: Ord + Copy>(keys: &[K]) -> K {
+    let mut acc = [keys[0]; 4];
+    let chunks = keys.chunks_exact(4);
+    for &key in chunks.remainder() {
+        acc[0] = acc[0].min(key);
+    }
+    for chunk in chunks {
+        for (a, &key) in acc.iter_mut().zip(chunk) {
+            *a = (*a).min(key);
+        }
+    }
+    acc[0].min(acc[1]).min(acc[2].min(acc[3]))
 }
 
 /// Reusable buffers of [`greedy_colored`].

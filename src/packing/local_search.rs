@@ -124,10 +124,13 @@ fn colors_allow(
 }
 
 /// Keeps pack `p`'s items in ascending weight order (insertion sort: packs are small and nearly
-/// sorted after a swap).
+/// sorted after a swap; a pack filled heaviest first, as greedy starts leave it, is reversed).
 fn sort_pack(state: &mut PackState, weights: &[f64], p: usize) {
     let k = state.per_pack;
     let items = &mut state.slots[p * k..(p + 1) * k];
+    if k > 1 && weights[items[0] as usize] > weights[items[k - 1] as usize] {
+        items.reverse();
+    }
     for i in 1..items.len() {
         let mut j = i;
         while j > 0 && weights[items[j - 1] as usize] > weights[items[j] as usize] {
@@ -318,6 +321,10 @@ pub fn repair_duplicates(
         f64::INFINITY
     };
     let mut clean = true;
+    // `mark[c] == stamp`: color `c` is in the pack being repaired (besides the duplicate).
+    let num_colors = colors.iter().copied().max().map_or(0, |c| c as usize + 1);
+    let mut mark = vec![0u32; num_colors];
+    let mut stamp = 0u32;
     for p in 0..m {
         let mut pos = p * k;
         while pos < (p + 1) * k {
@@ -327,20 +334,22 @@ pub fn repair_duplicates(
                 pos += 1;
                 continue;
             }
+            stamp += 1;
+            for q in (p * k..(p + 1) * k).filter(|&q| q != pos) {
+                mark[colors[state.slots[q] as usize] as usize] = stamp;
+            }
             let mut best: Option<(f64, usize)> = None;
+            let wa = weights[state.slots[pos] as usize];
             for q in 0..m {
                 if q == p || state.has_color(q, color, colors, usize::MAX) {
                     continue;
                 }
                 for other in q * k..(q + 1) * k {
-                    let oc = colors[state.slots[other] as usize];
-                    if state.has_color(p, oc, colors, pos) {
+                    let item = state.slots[other] as usize;
+                    if mark[colors[item] as usize] == stamp {
                         continue;
                     }
-                    let (wa, wb) = (
-                        weights[state.slots[pos] as usize],
-                        weights[state.slots[other] as usize],
-                    );
+                    let wb = weights[item];
                     let worst = (state.loads[p] - wa + wb).max(state.loads[q] - wb + wa);
                     if worst <= limit && best.is_none_or(|(w, _)| worst < w) {
                         best = Some((worst, other));

@@ -9,6 +9,8 @@ pub struct PackState {
     pub slots: Vec<u32>,
     /// Sum of item weights per pack.
     pub loads: Vec<f64>,
+    /// Scratch of [`PackState::assign_from`].
+    fill: Vec<u32>,
 }
 
 impl PackState {
@@ -29,11 +31,12 @@ impl PackState {
         self.loads.resize(num_packs, 0.0);
         self.slots.clear();
         self.slots.resize(pack_of.len(), u32::MAX);
-        let mut fill = vec![0usize; num_packs];
+        self.fill.clear();
+        self.fill.resize(num_packs, 0);
         for (item, &p) in pack_of.iter().enumerate() {
             let p = p as usize;
-            self.slots[p * self.per_pack + fill[p]] = item as u32;
-            fill[p] += 1;
+            self.slots[p * self.per_pack + self.fill[p] as usize] = item as u32;
+            self.fill[p] += 1;
         }
         self.recompute_loads(weights);
     }
@@ -105,9 +108,14 @@ impl PackState {
 
     /// Writes each item's pack and its position inside the pack.
     pub fn write_assignment(&self, pack_of: &mut [u32], rank: &mut [u32]) {
-        for (pos, &item) in self.slots.iter().enumerate() {
-            pack_of[item as usize] = (pos / self.per_pack) as u32;
-            rank[item as usize] = (pos % self.per_pack) as u32;
+        if self.per_pack == 0 {
+            return;
+        }
+        for (p, items) in self.slots.chunks_exact(self.per_pack).enumerate() {
+            for (r, &item) in items.iter().enumerate() {
+                pack_of[item as usize] = p as u32;
+                rank[item as usize] = r as u32;
+            }
         }
     }
 }

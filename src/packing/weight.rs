@@ -9,6 +9,8 @@ use std::ops::{Add, AddAssign};
 pub trait Weight:
     Copy + PartialOrd + Add<Output = Self> + AddAssign + Default + Send + Sync
 {
+    /// A key above every [`Weight::ascending_key`], even of an infinite weight.
+    const MAX_KEY: Self::Key;
     /// An integer key packing the weight and an index.
     type Key: Ord + Copy + Send + Sync + std::fmt::Debug;
     /// Ascending keys = ascending weight, then ascending index.
@@ -24,6 +26,7 @@ pub trait Weight:
 }
 
 impl Weight for f32 {
+    const MAX_KEY: u64 = u64::MAX;
     type Key = u64;
     fn ascending_key(self, index: u32) -> u64 {
         (u64::from((self + 0.0).to_bits()) << 32) | u64::from(index)
@@ -43,6 +46,7 @@ impl Weight for f32 {
 }
 
 impl Weight for f64 {
+    const MAX_KEY: u128 = u128::MAX;
     type Key = u128;
     fn ascending_key(self, index: u32) -> u128 {
         (u128::from((self + 0.0).to_bits()) << 32) | u128::from(index)

@@ -61,14 +61,21 @@ impl Plan {
     pub fn write_log2phy(&self, out: &mut [i64], width: usize) -> Result<()> {
         self.check_log2phy_width(width)?;
         let (e, r) = (self.shape.num_logical, self.shape.num_replicas);
-        out.fill(-1);
+        if width == 0 || e == 0 {
+            return Ok(());
+        }
+        // Layer by layer, so that each layer's rows are still in cache when its slots land.
         let mut fill = vec![0usize; e];
-        for (layer, row) in self.phy2log.chunks_exact(r).enumerate() {
-            fill.iter_mut().for_each(|f| *f = 0);
-            let base = layer * e * width;
+        for (row, layer_out) in self
+            .phy2log
+            .chunks_exact(r)
+            .zip(out.chunks_exact_mut(e * width))
+        {
+            layer_out.fill(-1);
+            fill.fill(0);
             for (slot, &x) in row.iter().enumerate() {
                 let x = x as usize;
-                out[base + x * width + fill[x]] = slot as i64;
+                layer_out[x * width + fill[x]] = slot as i64;
                 fill[x] += 1;
             }
         }

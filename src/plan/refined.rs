@@ -426,8 +426,12 @@ impl RefinedPlanner {
         self.items.clear();
         self.colors.clear();
         for &j in phy2mlog {
-            self.items
-                .push(self.row[experts[j as usize] as usize] / f64::from(mlogcnt[j as usize]));
+            let (load, count) = (self.row[experts[j as usize] as usize], mlogcnt[j as usize]);
+            self.items.push(if count == 1 {
+                load
+            } else {
+                load / f64::from(count)
+            });
             self.colors.push(j);
         }
         self.polish_state
