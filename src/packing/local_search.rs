@@ -28,6 +28,8 @@ pub struct SearchBudget {
 #[derive(Debug, Default)]
 pub struct SearchScratch {
     by_load: Vec<u32>,
+    /// The weight at each flat position (kept in step with the sorted packs).
+    at: Vec<f64>,
     pairs_h: Vec<(f64, u32, u32)>,
     pairs_b: Vec<(f64, u32, u32)>,
 }
@@ -55,8 +57,10 @@ pub fn improve(
     if state.max_load() <= budget.good_enough {
         return 0;
     }
+    scratch.at.clear();
+    scratch.at.resize(state.slots.len(), 0.0);
     for p in 0..m {
-        sort_pack(state, weights, p);
+        sort_pack(state, weights, p, &mut scratch.at);
     }
     let mut rounds = 0;
     while rounds < budget.max_rounds {
@@ -80,7 +84,7 @@ pub fn improve(
         scratch
             .by_load
             .extend((0..m as u32).filter(|&p| p as usize != h && p as usize != lightest));
-        let mut best = best_single_swap(state, weights, colors, h, threshold, &scratch.by_load);
+        let mut best = best_single_swap(state, &scratch.at, colors, h, threshold, &scratch.by_load);
         if best.is_none() && budget.pair_swaps {
             best = best_pair_swap(state, weights, colors, h, threshold, scratch);
         }
@@ -89,8 +93,9 @@ pub fn improve(
         if let Some((a, b)) = exchange.second {
             state.swap_positions(a, b, weights);
         }
-        sort_pack(state, weights, exchange.first.0 / state.per_pack);
-        sort_pack(state, weights, exchange.first.1 / state.per_pack);
+        let k = state.per_pack;
+        sort_pack(state, weights, exchange.first.0 / k, &mut scratch.at);
+        sort_pack(state, weights, exchange.first.1 / k, &mut scratch.at);
         rounds += 1;
     }
     state.recompute_loads(weights);
@@ -124,17 +129,23 @@ fn colors_allow(
 }
 
 /// Keeps pack `p`'s items in ascending weight order (insertion sort: packs are small and nearly
-/// sorted after a swap; a pack filled heaviest first, as greedy starts leave it, is reversed).
-fn sort_pack(state: &mut PackState, weights: &[f64], p: usize) {
+/// sorted after a swap; a pack filled heaviest first, as greedy starts leave it, is reversed) and
+/// `at` (the weight at each flat position) in step.
+fn sort_pack(state: &mut PackState, weights: &[f64], p: usize, at: &mut [f64]) {
     let k = state.per_pack;
     let items = &mut state.slots[p * k..(p + 1) * k];
+    let at = &mut at[p * k..(p + 1) * k];
     if k > 1 && weights[items[0] as usize] > weights[items[k - 1] as usize] {
         items.reverse();
     }
-    for i in 1..items.len() {
+    for (w, &item) in at.iter_mut().zip(items.iter()) {
+        *w = weights[item as usize];
+    }
+    for i in 1..k {
         let mut j = i;
-        while j > 0 && weights[items[j - 1] as usize] > weights[items[j] as usize] {
+        while j > 0 && at[j - 1] > at[j] {
             items.swap(j - 1, j);
+            at.swap(j - 1, j);
             j -= 1;
         }
     }
@@ -145,7 +156,7 @@ fn sort_pack(state: &mut PackState, weights: &[f64], p: usize) {
 /// `item - room / 2`) is found by one pointer sweeping the other pack: O(k) per pack pair.
 fn best_single_swap(
     state: &PackState,
-    weights: &[f64],
+    at: &[f64],
     colors: Option<&[u32]>,
     h: usize,
     threshold: f64,
@@ -161,7 +172,7 @@ fn best_single_swap(
         .fold(0.0, f64::max);
     let mut best: Option<Exchange> = None;
     let mut best_max = threshold;
-    let weight_at = |pos: usize| weights[state.slots[pos] as usize];
+    let weight_at = |pos: usize| at[pos];
     for &b in by_load {
         let b = b as usize;
         let low = state.loads[b];

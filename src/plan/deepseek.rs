@@ -144,20 +144,38 @@ impl DeepSeekPlanner {
     }
 
     /// DeepSeek's plan for one node whose experts, in DeepSeek's order, are `experts`: returns each
-    /// node-local slot's expert position in `experts`, each expert's count, and each slot's GPU.
-    /// Call [`DeepSeekPlanner::set_row`] with the layer's loads first.
+    /// node-local slot's expert position in `experts`, each expert's count, each slot's GPU and its
+    /// position on that GPU. Call [`DeepSeekPlanner::set_row`] with the layer's loads first.
     pub fn plan_single_node(
         &mut self,
         experts: &[u32],
         slots_per_node: usize,
         gpus_per_node: usize,
-    ) -> (&[u32], &[u32], &[u32]) {
+    ) -> NodePlan<'_> {
         self.phy2mlog.resize(slots_per_node, 0);
         self.replica_rank.resize(slots_per_node, 0);
         self.mlogcnt.resize(experts.len(), 0);
         self.gpu_of.resize(slots_per_node, 0);
         self.rank_in_gpu.resize(slots_per_node, 0);
         self.plan_node(experts, gpus_per_node);
-        (&self.phy2mlog, &self.mlogcnt, &self.gpu_of)
+        NodePlan {
+            phy2mlog: &self.phy2mlog,
+            mlogcnt: &self.mlogcnt,
+            gpu_of: &self.gpu_of,
+            rank_in_gpu: &self.rank_in_gpu,
+        }
     }
+}
+
+/// DeepSeek's plan of one node, node-local (see [`DeepSeekPlanner::plan_single_node`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NodePlan<'a> {
+    /// Each slot's expert, as a position in the node's expert list.
+    pub phy2mlog: &'a [u32],
+    /// Each expert's replica count.
+    pub mlogcnt: &'a [u32],
+    /// Each slot's GPU in the node.
+    pub gpu_of: &'a [u32],
+    /// Each slot's position on its GPU.
+    pub rank_in_gpu: &'a [u32],
 }

@@ -22,7 +22,7 @@ use crate::packing::weight::sort_descending;
 use crate::shape::Shape;
 
 use super::counts::CountPlanner;
-use super::deepseek::DeepSeekPlanner;
+use super::deepseek::{DeepSeekPlanner, NodePlan};
 
 /// Relative slack under which two GPU maxima count as equal (f64 summation noise).
 pub(crate) const LOAD_TOLERANCE: f64 = 1e-12;
@@ -313,10 +313,28 @@ impl RefinedPlanner {
                 pair_swaps: options.effort >= Effort::High,
                 good_enough,
             };
-            let from_deepseek = !searches
-                && self.deepseek_order(shape, node as u32, &mut experts)
-                && self.start_from_deepseek(&experts, slots_per_node, gpus_per_node);
-            let node_max = if from_deepseek {
+            let start = if !searches && self.deepseek_order(shape, node as u32, &mut experts) {
+                let slot_base = node * slots_per_node;
+                self.start_from_deepseek(
+                    &experts,
+                    gpus_per_node,
+                    good_enough,
+                    &mut phy2log[slot_base..slot_base + slots_per_node],
+                    k,
+                )
+            } else {
+                DeepSeekStart::Unusable
+            };
+            if let DeepSeekStart::Kept(node_max) = start {
+                // DeepSeek's node plan already meets the bar: it is the node's plan.
+                self.node_covered[node] = true;
+                layer_max = layer_max.max(node_max);
+                for (j, &x) in experts.iter().enumerate() {
+                    logcnt[x as usize] = i64::from(self.counts[j]);
+                }
+                continue;
+            }
+            let node_max = if start == DeepSeekStart::Loaded {
                 self.node_covered[node] = true;
                 if self.polish_state.duplicates(&self.colors, &mut self.seen) > 0 {
                     repair_duplicates(&mut self.polish_state, &self.items, &self.colors, true);
@@ -406,40 +424,83 @@ impl RefinedPlanner {
         self.experts = experts;
     }
 
-    /// Loads DeepSeek's plan of one node into `polish_state`, `items`, `colors` and `counts`;
-    /// `false` (and nothing usable) when it needs more replicas of an expert than the node has
-    /// GPUs, where our own capped counts are the better start.
+    /// DeepSeek's plan of one node as the start of its search. When it needs more replicas of an
+    /// expert than the node has GPUs, our own capped counts are the better start (`Unusable`).
+    /// When its heaviest GPU is at most `good_enough` and no GPU holds two replicas of one expert,
+    /// it is written to `node_phy2log` (the node's slots, `k` per GPU) as it is (`Kept`, with its
+    /// heaviest GPU; `counts` filled). Otherwise it is loaded into `polish_state`, `items`,
+    /// `colors` and `counts` (`Loaded`).
     fn start_from_deepseek(
         &mut self,
         experts: &[u32],
-        slots_per_node: usize,
         gpus_per_node: usize,
-    ) -> bool {
-        let (phy2mlog, mlogcnt, gpu_of) =
-            self.deepseek
-                .plan_single_node(experts, slots_per_node, gpus_per_node);
-        if mlogcnt.iter().any(|&c| c as usize > gpus_per_node) {
-            return false;
+        good_enough: f64,
+        node_phy2log: &mut [i64],
+        k: usize,
+    ) -> DeepSeekStart {
+        let slots_per_node = node_phy2log.len();
+        let plan = self
+            .deepseek
+            .plan_single_node(experts, slots_per_node, gpus_per_node);
+        if plan.mlogcnt.iter().any(|&c| c as usize > gpus_per_node) {
+            return DeepSeekStart::Unusable;
         }
         self.counts.clear();
-        self.counts.extend_from_slice(mlogcnt);
+        self.counts.extend_from_slice(plan.mlogcnt);
+        // Each expert's replica load once, then every slot's item and its GPU's load.
+        self.node_loads.clear();
+        self.node_loads
+            .extend(experts.iter().zip(plan.mlogcnt).map(|(&x, &c)| {
+                let load = self.row[x as usize];
+                if c == 1 { load } else { load / f64::from(c) }
+            }));
         self.items.clear();
+        self.items
+            .extend(plan.phy2mlog.iter().map(|&j| self.node_loads[j as usize]));
         self.colors.clear();
-        for &j in phy2mlog {
-            let (load, count) = (self.row[experts[j as usize] as usize], mlogcnt[j as usize]);
-            self.items.push(if count == 1 {
-                load
-            } else {
-                load / f64::from(count)
-            });
-            self.colors.push(j);
+        self.colors.extend_from_slice(plan.phy2mlog);
+        self.scratch.clear();
+        self.scratch.resize(gpus_per_node, 0.0);
+        for (&item, &gpu) in self.items.iter().zip(plan.gpu_of) {
+            self.scratch[gpu as usize] += item;
+        }
+        let node_max = self.scratch.iter().copied().fold(0.0, f64::max);
+        if node_max <= good_enough && !has_duplicates(plan, &mut self.sort_keys) {
+            for (i, &j) in plan.phy2mlog.iter().enumerate() {
+                let slot = plan.gpu_of[i] as usize * k + plan.rank_in_gpu[i] as usize;
+                node_phy2log[slot] = i64::from(experts[j as usize]);
+            }
+            return DeepSeekStart::Kept(node_max);
         }
         self.polish_state
-            .assign_from(gpu_of, &self.items, gpus_per_node);
+            .assign_from(plan.gpu_of, &self.items, gpus_per_node);
         self.gpu_of.resize(slots_per_node, 0);
         self.rank_in_gpu.resize(slots_per_node, 0);
-        true
+        DeepSeekStart::Loaded
     }
+}
+
+/// What [`RefinedPlanner::start_from_deepseek`] made of DeepSeek's node plan.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum DeepSeekStart {
+    Unusable,
+    Loaded,
+    Kept(f64),
+}
+
+/// Whether a DeepSeek node plan puts two replicas of one expert on one GPU. Only the few experts
+/// with several replicas can: their (expert, GPU) pairs are sorted into `keys` and compared.
+fn has_duplicates(plan: NodePlan<'_>, keys: &mut Vec<u128>) -> bool {
+    keys.clear();
+    keys.extend(
+        plan.phy2mlog
+            .iter()
+            .zip(plan.gpu_of)
+            .filter(|&(&j, _)| plan.mlogcnt[j as usize] > 1)
+            .map(|(&j, &gpu)| (u128::from(j) << 32) | u128::from(gpu)),
+    );
+    keys.sort_unstable();
+    keys.windows(2).any(|w| w[0] == w[1])
 }
 
 /// Improves the GPU packing of an existing plan row in place, node by node (`gpus_per_node` GPUs of
