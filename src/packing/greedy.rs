@@ -4,6 +4,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use super::state::PackState;
 use super::weight::{Weight, sort_descending};
 
 /// Reusable buffers of [`greedy_pack`].
@@ -217,4 +218,87 @@ pub fn greedy_colored(
                 .push(Reverse(scratch.loads[pack].ascending_key(pack as u32)));
         }
     }
+}
+
+/// Reusable buffers of [`greedy_rounds`].
+#[derive(Debug, Default)]
+pub struct RoundsScratch {
+    keys: Vec<u64>,
+    pack_keys: Vec<u64>,
+    last_color: Vec<u32>,
+}
+
+/// A cheap start for the local search: items by weight descending (ordered on f32-rounded keys,
+/// ties by index: a heuristic order, deterministic) dealt in rounds of `num_packs`, the heaviest
+/// item of a round to the lightest pack (lowest index on ties), the next to the next lightest, so
+/// every pack receives exactly one item per round. The result is written to `state` (round `r`
+/// fills position `r` of every pack).
+///
+/// With `colors`, an item whose pack received its color in the previous round trades packs with a
+/// later item of the round where that clears both; items of one color (equal weights, adjacent
+/// indices) are adjacent in the order, so with at most `num_packs` of them no other clash can
+/// arise. Returns `false` when a clash may remain (check with [`PackState::duplicates`]).
+/// Precondition: `num_packs > 0` divides `weights.len()`.
+pub fn greedy_rounds(
+    weights: &[f64],
+    colors: Option<&[u32]>,
+    num_packs: usize,
+    scratch: &mut RoundsScratch,
+    state: &mut PackState,
+) -> bool {
+    scratch.keys.clear();
+    scratch.keys.extend(
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| (w as f32).descending_key(i as u32)),
+    );
+    scratch.keys.sort_unstable();
+    let per_pack = weights.len() / num_packs;
+    state.per_pack = per_pack;
+    state.slots.clear();
+    state.slots.resize(weights.len(), 0);
+    state.loads.clear();
+    state.loads.resize(num_packs, 0.0);
+    scratch.last_color.clear();
+    scratch.last_color.resize(num_packs, u32::MAX);
+    let mut clean = true;
+    let packs = &mut scratch.pack_keys;
+    let last = &mut scratch.last_color;
+    for (r, round) in scratch.keys.chunks_exact(num_packs).enumerate() {
+        // Packs by load ascending (f32-rounded, lowest index on ties): one integer sort.
+        packs.clear();
+        packs.extend(
+            state
+                .loads
+                .iter()
+                .enumerate()
+                .map(|(p, &load)| (load as f32).ascending_key(p as u32)),
+        );
+        packs.sort_unstable();
+        if let Some(colors) = colors {
+            let color = |i: usize| colors[f32::key_index(round[i]) as usize];
+            let last_of = |packs: &[u64], i: usize| last[f32::key_index(packs[i]) as usize];
+            for i in 0..num_packs {
+                if last_of(packs, i) != color(i) {
+                    continue;
+                }
+                match (i + 1..num_packs)
+                    .find(|&j| last_of(packs, j) != color(i) && last_of(packs, i) != color(j))
+                {
+                    Some(j) => packs.swap(i, j),
+                    None => clean = false,
+                }
+            }
+            for (i, &pack) in packs.iter().enumerate() {
+                last[f32::key_index(pack) as usize] = color(i);
+            }
+        }
+        for (&key, &pack) in round.iter().zip(packs.iter()) {
+            let (item, pack) = (f32::key_index(key), f32::key_index(pack) as usize);
+            state.slots[pack * per_pack + r] = item;
+            state.loads[pack] += weights[item as usize];
+        }
+    }
+    clean && colors.is_some()
 }

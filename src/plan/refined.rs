@@ -15,7 +15,7 @@ use crate::metrics::max_gpu_load;
 use crate::options::{Effort, Options};
 use crate::packing::Packer;
 use crate::packing::exact::{self, ExactScratch};
-use crate::packing::greedy::{GreedyScratch, greedy_pack};
+use crate::packing::greedy::{GreedyScratch, RoundsScratch, greedy_pack, greedy_rounds};
 use crate::packing::local_search::{SearchBudget, SearchScratch, improve, repair_duplicates};
 use crate::packing::state::PackState;
 use crate::packing::weight::sort_descending;
@@ -72,6 +72,9 @@ pub struct RefinedPlanner {
     split_state: PackState,
     exact: ExactScratch,
     search: SearchScratch,
+    rounds: RoundsScratch,
+    /// Slots per node of the layer being planned.
+    slots_per_node: usize,
 }
 
 impl RefinedPlanner {
@@ -105,26 +108,39 @@ impl RefinedPlanner {
         let ds_node_max = self.split_groups(shape, options, group_node);
         self.deepseek.set_row(loads);
         self.plan_nodes(shape, options, phy2log, logcnt);
-        let ours = max_gpu_load(&self.row, phy2log, logcnt, k, &mut self.scratch);
         let (_, n) = shape.effective_groups_nodes();
         let gpus_per_node = shape.num_gpus / n;
+        let ds_lower_bound = f64::from(ds_node_max) / gpus_per_node as f64;
         // Never worse than DeepSeek: certain when our heaviest GPU is on a node that started from
         // DeepSeek's plan for the same groups, or when it is below DeepSeek's heaviest node spread
-        // over its GPUs (a lower bound on DeepSeek's maximum). Otherwise compare with its plan.
-        let bottleneck = self
-            .scratch
-            .iter()
-            .enumerate()
-            .fold((0, f64::NEG_INFINITY), |best, (i, &v)| {
-                if v > best.1 { (i, v) } else { best }
-            })
-            .0;
-        if self.node_covered[bottleneck / gpus_per_node] {
-            return;
-        }
-        let ds_lower_bound = f64::from(ds_node_max) / gpus_per_node as f64;
-        if ours <= ds_lower_bound * (1.0 - LOAD_TOLERANCE) {
-            return;
+        // over its GPUs (a lower bound on DeepSeek's maximum), or when DeepSeek's plan of the
+        // bottleneck node (same groups) has a GPU at least as heavy. Otherwise that node is planned
+        // again from DeepSeek's plan, and as a last resort the whole layer is compared.
+        let mut ours;
+        let mut rechecked = 0;
+        loop {
+            ours = max_gpu_load(&self.row, phy2log, logcnt, k, &mut self.scratch);
+            let bottleneck = self
+                .scratch
+                .iter()
+                .enumerate()
+                .fold((0, f64::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 { (i, v) } else { best }
+                })
+                .0;
+            let node = bottleneck / gpus_per_node;
+            if self.node_covered[node] || ours <= ds_lower_bound * (1.0 - LOAD_TOLERANCE) {
+                return;
+            }
+            if rechecked == n {
+                break;
+            }
+            rechecked += 1;
+            match self.recheck_node(shape, options, node, ours, phy2log, logcnt) {
+                Recheck::Certified => return,
+                Recheck::Replanned => continue,
+                Recheck::Unavailable => break,
+            }
         }
         self.ds_phy2log.resize(phy2log.len(), 0);
         self.ds_logcnt.resize(logcnt.len(), 0);
@@ -275,6 +291,7 @@ impl RefinedPlanner {
         let (_, n) = shape.effective_groups_nodes();
         let experts_per_node = shape.num_logical / n;
         let slots_per_node = shape.num_replicas / n;
+        self.slots_per_node = slots_per_node;
         let gpus_per_node = shape.num_gpus / n;
         let k = shape.slots_per_gpu();
         let node_total = |node: usize| -> f64 {
@@ -313,6 +330,19 @@ impl RefinedPlanner {
                 pair_swaps: options.effort >= Effort::High,
                 good_enough,
             };
+            if idx > 0 && !searches {
+                // A lighter node only needs to stay below the layer maximum: a cheap start and the
+                // local search. Should it hold the layer's maximum in the end, `plan_strict`
+                // checks it against DeepSeek's plan of the same node.
+                experts.clear();
+                experts.extend_from_slice(
+                    &self.node_experts[node * experts_per_node..(node + 1) * experts_per_node],
+                );
+                let node_max = self.plan_node_cheaply(&experts, gpus_per_node, options, budget);
+                layer_max = layer_max.max(node_max);
+                self.write_state(node, &experts, phy2log, logcnt);
+                continue;
+            }
             let start = if !searches && self.deepseek_order(shape, node as u32, &mut experts) {
                 let slot_base = node * slots_per_node;
                 self.start_from_deepseek(
@@ -412,16 +442,173 @@ impl RefinedPlanner {
                 }
             };
             layer_max = layer_max.max(node_max);
-            let slot_base = node * slots_per_node;
-            for i in 0..self.items.len() {
-                let slot = slot_base + self.gpu_of[i] as usize * k + self.rank_in_gpu[i] as usize;
-                phy2log[slot] = i64::from(experts[self.colors[i] as usize]);
-            }
-            for (j, &x) in experts.iter().enumerate() {
-                logcnt[x as usize] = i64::from(self.counts[j]);
-            }
+            self.write_node(node, &experts, k, phy2log, logcnt);
         }
         self.experts = experts;
+    }
+
+    /// Checks the bottleneck `node` (not started from DeepSeek) against DeepSeek's plan of the same
+    /// groups: `Certified` when that plan has a GPU at least as heavy as `layer_max` (ours), else
+    /// the node is planned again from it (`Replanned`, then covered). `Unavailable` when DeepSeek
+    /// has no node with the same groups or its plan of it cannot start ours.
+    fn recheck_node(
+        &mut self,
+        shape: &Shape,
+        options: &Options,
+        node: usize,
+        layer_max: f64,
+        phy2log: &mut [i64],
+        logcnt: &mut [i64],
+    ) -> Recheck {
+        let (_, n) = shape.effective_groups_nodes();
+        let (slots_per_node, gpus_per_node) = (shape.num_replicas / n, shape.num_gpus / n);
+        let k = shape.slots_per_gpu();
+        if CountPlanner::searches(
+            shape.num_logical / n,
+            slots_per_node,
+            gpus_per_node,
+            options.effort,
+        ) {
+            return Recheck::Unavailable;
+        }
+        // The heaviest GPU of the other nodes: the bar of a new plan of this one.
+        let others_max = self
+            .scratch
+            .chunks_exact(gpus_per_node)
+            .enumerate()
+            .filter(|&(m, _)| m != node)
+            .flat_map(|(_, gpus)| gpus.iter().copied())
+            .fold(0.0, f64::max);
+        let mut experts = std::mem::take(&mut self.experts);
+        let slot_base = node * slots_per_node;
+        let outcome = if !self.deepseek_order(shape, node as u32, &mut experts) {
+            Recheck::Unavailable
+        } else {
+            match self.start_from_deepseek(
+                &experts,
+                gpus_per_node,
+                f64::NEG_INFINITY,
+                &mut phy2log[slot_base..slot_base + slots_per_node],
+                k,
+            ) {
+                DeepSeekStart::Loaded
+                    if layer_max <= self.polish_state.max_load() * (1.0 + LOAD_TOLERANCE) =>
+                {
+                    Recheck::Certified
+                }
+                DeepSeekStart::Loaded => {
+                    let budget = SearchBudget {
+                        max_rounds: 8 * slots_per_node,
+                        pair_swaps: options.effort >= Effort::High,
+                        good_enough: others_max,
+                    };
+                    let state = &mut self.polish_state;
+                    if state.duplicates(&self.colors, &mut self.seen) > 0 {
+                        repair_duplicates(state, &self.items, &self.colors, true);
+                    }
+                    improve(
+                        state,
+                        &self.items,
+                        Some(&self.colors),
+                        budget,
+                        &mut self.search,
+                    );
+                    self.write_state(node, &experts, phy2log, logcnt);
+                    self.node_covered[node] = true;
+                    Recheck::Replanned
+                }
+                DeepSeekStart::Kept(_) | DeepSeekStart::Unusable => Recheck::Unavailable,
+            }
+        };
+        self.experts = experts;
+        outcome
+    }
+
+    /// Writes the node plan held in `items`, `colors`, `gpu_of`, `rank_in_gpu` and `counts` (for
+    /// the node's `experts`) into the layer's `phy2log` and `logcnt`.
+    fn write_node(
+        &self,
+        node: usize,
+        experts: &[u32],
+        k: usize,
+        phy2log: &mut [i64],
+        logcnt: &mut [i64],
+    ) {
+        let slot_base = node * self.slots_per_node;
+        for i in 0..self.items.len() {
+            let slot = slot_base + self.gpu_of[i] as usize * k + self.rank_in_gpu[i] as usize;
+            phy2log[slot] = i64::from(experts[self.colors[i] as usize]);
+        }
+        for (j, &x) in experts.iter().enumerate() {
+            logcnt[x as usize] = i64::from(self.counts[j]);
+        }
+    }
+
+    /// A node plan from DeepSeek's replica counts (capped at one replica per GPU), the rounds start
+    /// and the local search within `budget`; leaves it in `items`, `colors`, `gpu_of`,
+    /// `rank_in_gpu` and `counts` and returns its heaviest GPU.
+    fn plan_node_cheaply(
+        &mut self,
+        experts: &[u32],
+        gpus_per_node: usize,
+        options: &Options,
+        budget: SearchBudget,
+    ) -> f64 {
+        self.node_loads.clear();
+        self.node_loads
+            .extend(experts.iter().map(|&x| self.row[x as usize]));
+        self.count_planner.choose(
+            &self.node_loads,
+            self.slots_per_node,
+            gpus_per_node,
+            options.effort,
+            &mut self.counts,
+        );
+        self.items.clear();
+        self.colors.clear();
+        for (j, &c) in self.counts.iter().enumerate() {
+            let per_replica = if c == 1 {
+                self.node_loads[j]
+            } else {
+                self.node_loads[j] / f64::from(c)
+            };
+            for _ in 0..c {
+                self.items.push(per_replica);
+                self.colors.push(j as u32);
+            }
+        }
+        let state = &mut self.polish_state;
+        let clean = greedy_rounds(
+            &self.items,
+            Some(&self.colors),
+            gpus_per_node,
+            &mut self.rounds,
+            state,
+        );
+        if !clean && state.duplicates(&self.colors, &mut self.seen) > 0 {
+            repair_duplicates(state, &self.items, &self.colors, false);
+        }
+        improve(
+            state,
+            &self.items,
+            Some(&self.colors),
+            budget,
+            &mut self.search,
+        );
+        state.max_load()
+    }
+
+    /// Writes the node plan held in `polish_state` (items are positions in `colors`, packs are the
+    /// node's GPUs in slot order) and `counts` into the layer's `phy2log` and `logcnt`.
+    fn write_state(&self, node: usize, experts: &[u32], phy2log: &mut [i64], logcnt: &mut [i64]) {
+        let slots = &self.polish_state.slots;
+        let base = node * self.slots_per_node;
+        for (dst, &item) in phy2log[base..base + slots.len()].iter_mut().zip(slots) {
+            *dst = i64::from(experts[self.colors[item as usize] as usize]);
+        }
+        for (j, &x) in experts.iter().enumerate() {
+            logcnt[x as usize] = i64::from(self.counts[j]);
+        }
     }
 
     /// DeepSeek's plan of one node as the start of its search. When it needs more replicas of an
@@ -478,6 +665,14 @@ impl RefinedPlanner {
         self.rank_in_gpu.resize(slots_per_node, 0);
         DeepSeekStart::Loaded
     }
+}
+
+/// What [`RefinedPlanner::recheck_node`] found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Recheck {
+    Certified,
+    Replanned,
+    Unavailable,
 }
 
 /// What [`RefinedPlanner::start_from_deepseek`] made of DeepSeek's node plan.
