@@ -225,7 +225,24 @@ pub fn greedy_colored(
 pub struct RoundsScratch {
     keys: Vec<u64>,
     pack_keys: Vec<u64>,
+    ranked: Vec<u64>,
     last_color: Vec<u32>,
+}
+
+/// Sorts distinct keys; a short slice by counting each key's rank (branch-free comparisons),
+/// a longer one by the standard sort. `buffer` is scratch.
+fn sort_small(keys: &mut [u64], buffer: &mut Vec<u64>) {
+    if keys.len() > 16 {
+        keys.sort_unstable();
+        return;
+    }
+    buffer.clear();
+    buffer.resize(keys.len(), 0);
+    for &key in keys.iter() {
+        let rank: usize = keys.iter().map(|&other| usize::from(other < key)).sum();
+        buffer[rank] = key;
+    }
+    keys.copy_from_slice(buffer);
 }
 
 /// A cheap start for the local search: items by weight descending (ordered on f32-rounded keys,
@@ -265,6 +282,7 @@ pub fn greedy_rounds(
     let mut clean = true;
     let packs = &mut scratch.pack_keys;
     let last = &mut scratch.last_color;
+    let ranked = &mut scratch.ranked;
     for (r, round) in scratch.keys.chunks_exact(num_packs).enumerate() {
         // Packs by load ascending (f32-rounded, lowest index on ties): one integer sort.
         packs.clear();
@@ -275,7 +293,7 @@ pub fn greedy_rounds(
                 .enumerate()
                 .map(|(p, &load)| (load as f32).ascending_key(p as u32)),
         );
-        packs.sort_unstable();
+        sort_small(packs, ranked);
         if let Some(colors) = colors {
             let color = |i: usize| colors[f32::key_index(round[i]) as usize];
             let last_of = |packs: &[u64], i: usize| last[f32::key_index(packs[i]) as usize];

@@ -94,8 +94,16 @@ pub fn improve(
             state.swap_positions(a, b, weights);
         }
         let k = state.per_pack;
-        sort_pack(state, weights, exchange.first.0 / k, &mut scratch.at);
-        sort_pack(state, weights, exchange.first.1 / k, &mut scratch.at);
+        if let Some((a, b)) = exchange.second {
+            sort_pack(state, weights, a / k, &mut scratch.at);
+            sort_pack(state, weights, b / k, &mut scratch.at);
+        } else {
+            // One item changed in each pack: move just it to its place.
+            let (a, b) = exchange.first;
+            scratch.at.swap(a, b);
+            reinsert(state, &mut scratch.at, a);
+            reinsert(state, &mut scratch.at, b);
+        }
         rounds += 1;
     }
     state.recompute_loads(weights);
@@ -148,6 +156,24 @@ fn sort_pack(state: &mut PackState, weights: &[f64], p: usize, at: &mut [f64]) {
             at.swap(j - 1, j);
             j -= 1;
         }
+    }
+}
+
+/// Moves the item at flat position `pos` to its place in its (otherwise sorted) pack, keeping
+/// `at` in step.
+fn reinsert(state: &mut PackState, at: &mut [f64], pos: usize) {
+    let k = state.per_pack;
+    let (start, end) = (pos / k * k, pos / k * k + k);
+    let mut i = pos;
+    while i > start && at[i - 1] > at[i] {
+        at.swap(i - 1, i);
+        state.slots.swap(i - 1, i);
+        i -= 1;
+    }
+    while i + 1 < end && at[i] > at[i + 1] {
+        at.swap(i, i + 1);
+        state.slots.swap(i, i + 1);
+        i += 1;
     }
 }
 
