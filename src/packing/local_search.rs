@@ -17,11 +17,22 @@ const MIN_GAIN: f64 = 1e-12;
 pub struct SearchBudget {
     /// Exchanges applied at most.
     pub max_rounds: usize,
-    /// Also try two-for-two swaps when no one-for-one swap helps.
-    pub pair_swaps: bool,
+    /// When no one-for-one swap helps, try two-for-two swaps with this many of the lightest
+    /// packs (0: none; `usize::MAX`: every lighter pack).
+    pub pair_swap_partners: usize,
     /// Stop once the heaviest pack is at most this (0: search to the end). A caller that only
     /// needs this pack set to stay below a maximum reached elsewhere saves the rest of the search.
     pub good_enough: f64,
+}
+
+/// Two-for-two partners of the node packings inside plans: every lighter pack from high effort
+/// on, none below (they would cost more than the plan's time budget allows).
+pub fn pair_partners(effort: crate::options::Effort) -> usize {
+    if effort >= crate::options::Effort::High {
+        usize::MAX
+    } else {
+        0
+    }
 }
 
 /// Reusable buffers of [`improve`].
@@ -85,7 +96,17 @@ pub fn improve(
             .by_load
             .extend((0..m as u32).filter(|&p| p as usize != h && p as usize != lightest));
         let mut best = best_single_swap(state, &scratch.at, colors, h, threshold, &scratch.by_load);
-        if best.is_none() && budget.pair_swaps {
+        if best.is_none() && budget.pair_swap_partners > 0 {
+            if budget.pair_swap_partners < scratch.by_load.len() {
+                // The lightest packs allow the largest exchanges.
+                let loads = &state.loads;
+                scratch.by_load.sort_unstable_by(|&a, &b| {
+                    loads[a as usize]
+                        .total_cmp(&loads[b as usize])
+                        .then(a.cmp(&b))
+                });
+                scratch.by_load.truncate(budget.pair_swap_partners);
+            }
             best = best_pair_swap(state, weights, colors, h, threshold, scratch);
         }
         let Some(exchange) = best else { break };

@@ -26,7 +26,8 @@ pub use state::PackState;
 #[derive(Debug, Clone, Copy)]
 struct PackBudget {
     rounds_per_item: usize,
-    pair_swaps: bool,
+    /// Two-for-two swap partners (see [`SearchBudget::pair_swap_partners`]).
+    pair_swap_partners: usize,
     differencing_start: bool,
     greedy_start: bool,
     search_every_start: bool,
@@ -38,7 +39,7 @@ fn budget(effort: Effort) -> PackBudget {
     match effort {
         Effort::Fast => PackBudget {
             rounds_per_item: 1,
-            pair_swaps: false,
+            pair_swap_partners: 0,
             differencing_start: false,
             greedy_start: true,
             search_every_start: false,
@@ -47,8 +48,8 @@ fn budget(effort: Effort) -> PackBudget {
         },
         Effort::Default => PackBudget {
             rounds_per_item: 8,
-            pair_swaps: false,
-            differencing_start: true,
+            pair_swap_partners: 2,
+            differencing_start: false,
             greedy_start: false,
             search_every_start: false,
             exact_items: 16,
@@ -56,7 +57,7 @@ fn budget(effort: Effort) -> PackBudget {
         },
         Effort::High => PackBudget {
             rounds_per_item: 32,
-            pair_swaps: true,
+            pair_swap_partners: usize::MAX,
             differencing_start: true,
             greedy_start: true,
             search_every_start: true,
@@ -65,7 +66,7 @@ fn budget(effort: Effort) -> PackBudget {
         },
         Effort::Max => PackBudget {
             rounds_per_item: 128,
-            pair_swaps: true,
+            pair_swap_partners: usize::MAX,
             differencing_start: true,
             greedy_start: true,
             search_every_start: true,
@@ -131,7 +132,7 @@ impl Packer {
         }
         let search_budget = SearchBudget {
             max_rounds: budget.rounds_per_item * n,
-            pair_swaps: budget.pair_swaps,
+            pair_swap_partners: budget.pair_swap_partners,
             good_enough,
         };
         let mut best_key = None;

@@ -30,7 +30,7 @@
 use crate::metrics::{max_gpu_load, min_max_replica_load, off_home_share};
 use crate::options::{Effort, Options};
 use crate::packing::exact::{self, ExactScratch};
-use crate::packing::local_search::{SearchBudget, SearchScratch, improve};
+use crate::packing::local_search::{SearchBudget, SearchScratch, improve, pair_partners};
 use crate::packing::{PackState, Packer};
 use crate::shape::{Policy, Shape};
 
@@ -830,7 +830,7 @@ impl<'a> Layer<'a> {
                     search_state.assign_from(&start, &items, self.q);
                     let budget = SearchBudget {
                         max_rounds: SEARCH_ROUNDS_PER_ITEM * self.s,
-                        pair_swaps: effort >= Effort::High,
+                        pair_swap_partners: pair_partners(effort),
                         good_enough,
                     };
                     improve(

@@ -1174,7 +1174,7 @@ impl BlockSearch {
         self.state.assign_from(&self.pack_of, &self.weights, m);
         let budget = SearchBudget {
             max_rounds: 8 * m * k,
-            pair_swaps: true,
+            pair_swap_partners: usize::MAX,
             good_enough: pb.limit,
         };
         improve(

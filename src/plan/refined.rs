@@ -16,7 +16,9 @@ use crate::options::{Effort, Options};
 use crate::packing::Packer;
 use crate::packing::exact::{self, ExactScratch};
 use crate::packing::greedy::{GreedyScratch, RoundsScratch, greedy_pack, greedy_rounds};
-use crate::packing::local_search::{SearchBudget, SearchScratch, improve, repair_duplicates};
+use crate::packing::local_search::{
+    SearchBudget, SearchScratch, improve, pair_partners, repair_duplicates,
+};
 use crate::packing::state::PackState;
 use crate::packing::weight::sort_descending;
 use crate::shape::Shape;
@@ -327,7 +329,7 @@ impl RefinedPlanner {
                 layer_max.max(node_loads[node] / gpus_per_node as f64 * (1.0 + slack));
             let budget = SearchBudget {
                 max_rounds: 8 * slots_per_node,
-                pair_swaps: options.effort >= Effort::High,
+                pair_swap_partners: pair_partners(options.effort),
                 good_enough,
             };
             if idx > 0 && !searches {
@@ -499,7 +501,7 @@ impl RefinedPlanner {
                 DeepSeekStart::Loaded => {
                     let budget = SearchBudget {
                         max_rounds: 8 * slots_per_node,
-                        pair_swaps: options.effort >= Effort::High,
+                        pair_swap_partners: pair_partners(options.effort),
                         good_enough: others_max,
                     };
                     let state = &mut self.polish_state;
@@ -716,7 +718,7 @@ pub(crate) fn polish_packing(
     let slots_per_node = gpus_per_node * k;
     let budget = SearchBudget {
         max_rounds: 8 * slots_per_node,
-        pair_swaps: options.effort >= crate::options::Effort::High,
+        pair_swap_partners: pair_partners(options.effort),
         good_enough: 0.0,
     };
     let mut pack_of = Vec::with_capacity(slots_per_node);
