@@ -271,6 +271,31 @@ pub fn greedy_rounds(
             .map(|(i, &w)| (w as f32).descending_key(i as u32)),
     );
     scratch.keys.sort_unstable();
+    deal(weights, colors, num_packs, scratch, state)
+}
+
+/// [`greedy_rounds`] for items already in descending weight order (item ids are positions).
+pub fn deal_rounds(
+    weights: &[f64],
+    colors: Option<&[u32]>,
+    num_packs: usize,
+    scratch: &mut RoundsScratch,
+    state: &mut PackState,
+) -> bool {
+    scratch.keys.clear();
+    // A key's low 32 bits are its item (see `Weight::key_index`).
+    scratch.keys.extend(0..weights.len() as u64);
+    deal(weights, colors, num_packs, scratch, state)
+}
+
+/// The dealing of [`greedy_rounds`] in the order of `scratch.keys`.
+fn deal(
+    weights: &[f64],
+    colors: Option<&[u32]>,
+    num_packs: usize,
+    scratch: &mut RoundsScratch,
+    state: &mut PackState,
+) -> bool {
     let per_pack = weights.len() / num_packs;
     state.per_pack = per_pack;
     state.slots.clear();

@@ -15,12 +15,14 @@ use crate::metrics::max_gpu_load;
 use crate::options::{Effort, Options};
 use crate::packing::Packer;
 use crate::packing::exact::{self, ExactScratch};
-use crate::packing::greedy::{GreedyScratch, RoundsScratch, greedy_pack, greedy_rounds};
+use crate::packing::greedy::{
+    GreedyScratch, RoundsScratch, deal_rounds, greedy_pack, greedy_rounds,
+};
 use crate::packing::local_search::{
     SearchBudget, SearchScratch, improve, pair_partners, repair_duplicates,
 };
 use crate::packing::state::PackState;
-use crate::packing::weight::sort_descending;
+use crate::packing::weight::{Weight, sort_descending};
 use crate::shape::Shape;
 
 use super::counts::CountPlanner;
@@ -75,6 +77,8 @@ pub struct RefinedPlanner {
     exact: ExactScratch,
     search: SearchScratch,
     rounds: RoundsScratch,
+    node_keys: Vec<u64>,
+    hot_items: Vec<(f64, u32)>,
     /// Slots per node of the layer being planned.
     slots_per_node: usize,
 }
@@ -559,34 +563,42 @@ impl RefinedPlanner {
         self.node_loads.clear();
         self.node_loads
             .extend(experts.iter().map(|&x| self.row[x as usize]));
-        self.count_planner.choose(
-            &self.node_loads,
-            self.slots_per_node,
-            gpus_per_node,
-            options.effort,
-            &mut self.counts,
-        );
-        self.items.clear();
-        self.colors.clear();
-        for (j, &c) in self.counts.iter().enumerate() {
-            let per_replica = if c == 1 {
-                self.node_loads[j]
-            } else {
-                self.node_loads[j] / f64::from(c)
-            };
-            for _ in 0..c {
-                self.items.push(per_replica);
-                self.colors.push(j as u32);
+        let extra = self.slots_per_node - experts.len();
+        let clean = if gpus_per_node > 1 && extra < experts.len() {
+            self.sorted_node_items(extra, gpus_per_node as u32);
+            deal_rounds(
+                &self.items,
+                Some(&self.colors),
+                gpus_per_node,
+                &mut self.rounds,
+                &mut self.polish_state,
+            )
+        } else {
+            self.count_planner.choose(
+                &self.node_loads,
+                self.slots_per_node,
+                gpus_per_node,
+                options.effort,
+                &mut self.counts,
+            );
+            self.items.clear();
+            self.colors.clear();
+            for (j, &c) in self.counts.iter().enumerate() {
+                let per_replica = self.node_loads[j] / f64::from(c);
+                for _ in 0..c {
+                    self.items.push(per_replica);
+                    self.colors.push(j as u32);
+                }
             }
-        }
+            greedy_rounds(
+                &self.items,
+                Some(&self.colors),
+                gpus_per_node,
+                &mut self.rounds,
+                &mut self.polish_state,
+            )
+        };
         let state = &mut self.polish_state;
-        let clean = greedy_rounds(
-            &self.items,
-            Some(&self.colors),
-            gpus_per_node,
-            &mut self.rounds,
-            state,
-        );
         if !clean && state.duplicates(&self.colors, &mut self.seen) > 0 {
             repair_duplicates(state, &self.items, &self.colors, false);
         }
@@ -598,6 +610,82 @@ impl RefinedPlanner {
             &mut self.search,
         );
         state.max_load()
+    }
+
+    /// The node's replicas (loads in `node_loads`) in descending order into `items` and `colors`,
+    /// with replica counts in `counts`: DeepSeek's rule (each redundant slot to the largest load
+    /// per replica) capped at `cap` replicas, over the `extra` heaviest experts only (an expert
+    /// behind them would get a slot only after each of them took one, and `extra` slots run out
+    /// first). The experts are ordered once, on f32-rounded loads (a heuristic order:
+    /// deterministic); the replicas of the replicated experts are merged into that order.
+    fn sorted_node_items(&mut self, extra: usize, cap: u32) {
+        let loads = &self.node_loads;
+        let keys = &mut self.node_keys;
+        keys.clear();
+        keys.extend(
+            loads
+                .iter()
+                .enumerate()
+                .map(|(j, &w)| (w as f32).descending_key(j as u32)),
+        );
+        keys.sort_unstable();
+        self.counts.clear();
+        self.counts.resize(loads.len(), 1);
+        let hot = &keys[..extra];
+        for _ in 0..extra {
+            // The hot expert with the largest load per replica that is below the cap (the
+            // hot experts can take `extra * (cap - 1) >= extra` slots in all).
+            let mut best: Option<(f64, u32)> = None;
+            for &key in hot {
+                let j = f32::key_index(key);
+                let c = self.counts[j as usize];
+                if c < cap {
+                    let per = loads[j as usize] / f64::from(c);
+                    if best.is_none_or(|(b, _)| per > b) {
+                        best = Some((per, j));
+                    }
+                }
+            }
+            let (_, j) = best.expect("the hot experts have room below the cap");
+            self.counts[j as usize] += 1;
+        }
+        // Replicas of the hot experts, descending; then merged with the other experts.
+        let replicas = &mut self.hot_items;
+        replicas.clear();
+        for &key in hot {
+            let j = f32::key_index(key);
+            let c = self.counts[j as usize];
+            let per = if c == 1 {
+                loads[j as usize]
+            } else {
+                loads[j as usize] / f64::from(c)
+            };
+            replicas.extend(std::iter::repeat_n((per, j), c as usize));
+        }
+        replicas.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        self.items.clear();
+        self.colors.clear();
+        let mut rest = keys[extra..]
+            .iter()
+            .map(|&key| f32::key_index(key))
+            .peekable();
+        let mut hot_items = replicas.iter().peekable();
+        loop {
+            let take_hot = match (hot_items.peek(), rest.peek()) {
+                (Some(&&(per, _)), Some(&j)) => per >= loads[j as usize],
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let (w, j) = if take_hot {
+                *hot_items.next().expect("peeked")
+            } else {
+                let j = rest.next().expect("peeked");
+                (loads[j as usize], j)
+            };
+            self.items.push(w);
+            self.colors.push(j);
+        }
     }
 
     /// Writes the node plan held in `polish_state` (items are positions in `colors`, packs are the
