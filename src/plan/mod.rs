@@ -32,54 +32,18 @@ pub struct Plan {
 impl Plan {
     /// The largest replica count and the first layer that has it (0 when there are no layers).
     pub fn max_replica_count(&self) -> (usize, usize) {
-        let e = self.shape.num_logical;
-        let mut best = (0usize, 0usize);
-        for (layer, row) in self.logcnt.chunks_exact(e).enumerate() {
-            let m = row.iter().copied().max().unwrap_or(0) as usize;
-            if m > best.0 {
-                best = (m, layer);
-            }
-        }
-        best
+        max_replica_count(&self.logcnt, self.shape.num_logical)
     }
 
     /// Checks that `width` can hold every expert's slots.
     pub fn check_log2phy_width(&self, width: usize) -> Result<()> {
-        let (needed, layer) = self.max_replica_count();
-        if width < needed {
-            return Err(Error::WidthTooSmall {
-                given: width,
-                needed,
-                layer,
-            });
-        }
-        Ok(())
+        check_log2phy_width(&self.logcnt, self.shape.num_logical, width)
     }
 
     /// Writes `log2phy` (`[num_layers][num_logical][width]`): each expert's slots in ascending
     /// order, padded with -1. Fails with `WidthTooSmall` before writing anything.
     pub fn write_log2phy(&self, out: &mut [i64], width: usize) -> Result<()> {
-        self.check_log2phy_width(width)?;
-        let (e, r) = (self.shape.num_logical, self.shape.num_replicas);
-        if width == 0 || e == 0 {
-            return Ok(());
-        }
-        // Layer by layer, so that each layer's rows are still in cache when its slots land.
-        let mut fill = vec![0usize; e];
-        for (row, layer_out) in self
-            .phy2log
-            .chunks_exact(r)
-            .zip(out.chunks_exact_mut(e * width))
-        {
-            layer_out.fill(-1);
-            fill.fill(0);
-            for (slot, &x) in row.iter().enumerate() {
-                let x = x as usize;
-                layer_out[x * width + fill[x]] = slot as i64;
-                fill[x] += 1;
-            }
-        }
-        Ok(())
+        write_log2phy(&self.shape, &self.phy2log, &self.logcnt, out, width)
     }
 
     /// `log2phy` as a new vector (see [`Plan::write_log2phy`]).
@@ -93,6 +57,61 @@ impl Plan {
         self.write_log2phy(&mut out, width)?;
         Ok(out)
     }
+}
+
+/// The largest replica count in `logcnt` (`[num_layers][num_logical]`) and the first layer that
+/// has it (0 when there are no layers).
+pub fn max_replica_count(logcnt: &[i64], num_logical: usize) -> (usize, usize) {
+    let mut best = (0usize, 0usize);
+    for (layer, row) in logcnt.chunks_exact(num_logical.max(1)).enumerate() {
+        let m = row.iter().copied().max().unwrap_or(0) as usize;
+        if m > best.0 {
+            best = (m, layer);
+        }
+    }
+    best
+}
+
+/// Checks that a `log2phy` row of `width` entries can hold every expert's slots.
+pub fn check_log2phy_width(logcnt: &[i64], num_logical: usize, width: usize) -> Result<()> {
+    let (needed, layer) = max_replica_count(logcnt, num_logical);
+    if width < needed {
+        return Err(Error::WidthTooSmall {
+            given: width,
+            needed,
+            layer,
+        });
+    }
+    Ok(())
+}
+
+/// Writes `log2phy` (`[num_layers][num_logical][width]`) of a plan given by `phy2log` and
+/// `logcnt` (consistent with it): each expert's slots in ascending order, padded with -1. Fails
+/// with `WidthTooSmall` before writing anything.
+pub fn write_log2phy(
+    shape: &Shape,
+    phy2log: &[i64],
+    logcnt: &[i64],
+    out: &mut [i64],
+    width: usize,
+) -> Result<()> {
+    let (e, r) = (shape.num_logical, shape.num_replicas);
+    check_log2phy_width(logcnt, e, width)?;
+    if width == 0 || e == 0 {
+        return Ok(());
+    }
+    // Layer by layer, so that each layer's rows are still in cache when its slots land.
+    let mut fill = vec![0usize; e];
+    for (row, layer_out) in phy2log.chunks_exact(r).zip(out.chunks_exact_mut(e * width)) {
+        layer_out.fill(-1);
+        fill.fill(0);
+        for (slot, &x) in row.iter().enumerate() {
+            let x = x as usize;
+            layer_out[x * width + fill[x]] = slot as i64;
+            fill[x] += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Refuses loads whose f32 sums overflow when DeepSeek's f32 arithmetic is selected.
@@ -112,16 +131,7 @@ fn check_f32_range<L: Load>(loads: &[L], shape: &Shape) -> Result<()> {
 
 /// Plans every layer of `loads` (`[num_layers][num_logical]`).
 pub fn rebalance_experts<L: Load>(loads: &[L], shape: &Shape, options: &Options) -> Result<Plan> {
-    options.validate()?;
-    let len = checked_product(
-        "num_layers x num_logical",
-        &[shape.num_layers, shape.num_logical],
-    )?;
-    debug_assert_eq!(loads.len(), len);
-    validate_loads(loads, shape.num_logical)?;
-    if options.algorithm == Algorithm::DeepSeek {
-        check_f32_range(loads, shape)?;
-    }
+    check_inputs(loads, shape, options)?;
     let (l, e, r, g) = (
         shape.num_layers,
         shape.num_logical,
@@ -131,14 +141,62 @@ pub fn rebalance_experts<L: Load>(loads: &[L], shape: &Shape, options: &Options)
     let mut plan = Plan {
         shape: *shape,
         phy2log: try_vec(checked_product("num_layers x num_replicas", &[l, r])?, 0i64)?,
-        logcnt: try_vec(len, 0i64)?,
+        logcnt: try_vec(checked_product("num_layers x num_logical", &[l, e])?, 0i64)?,
         group_node: try_vec(checked_product("num_layers x num_groups", &[l, g])?, -1i64)?,
     };
+    plan_rows(
+        loads,
+        shape,
+        options,
+        &mut plan.phy2log,
+        &mut plan.logcnt,
+        &mut plan.group_node,
+    );
+    Ok(plan)
+}
+
+/// The checks shared by every planning entry point: options, sizes, loads.
+fn check_inputs<L: Load>(loads: &[L], shape: &Shape, options: &Options) -> Result<()> {
+    options.validate()?;
+    let len = checked_product(
+        "num_layers x num_logical",
+        &[shape.num_layers, shape.num_logical],
+    )?;
+    if loads.len() != len {
+        return Err(Error::InvalidPlan {
+            arg: L::ARG,
+            reason: format!(
+                "{} has {} entries; num_layers x num_logical = {len}",
+                L::ARG,
+                loads.len()
+            ),
+        });
+    }
+    validate_loads(loads, shape.num_logical)?;
+    if options.algorithm == Algorithm::DeepSeek {
+        check_f32_range(loads, shape)?;
+    }
+    Ok(())
+}
+
+/// Plans every layer into buffers of the shape's lengths (inputs already checked).
+fn plan_rows<L: Load>(
+    loads: &[L],
+    shape: &Shape,
+    options: &Options,
+    phy2log: &mut [i64],
+    logcnt: &mut [i64],
+    group_node: &mut [i64],
+) {
+    let (e, r, g) = (shape.num_logical, shape.num_replicas, shape.num_groups);
+    if e == 0 || r == 0 || g == 0 {
+        return;
+    }
     let rows = loads
         .chunks_exact(e)
-        .zip(plan.phy2log.chunks_exact_mut(r))
-        .zip(plan.logcnt.chunks_exact_mut(e))
-        .zip(plan.group_node.chunks_exact_mut(g));
+        .zip(phy2log.chunks_exact_mut(r))
+        .zip(logcnt.chunks_exact_mut(e))
+        .zip(group_node.chunks_exact_mut(g));
     match options.algorithm {
         Algorithm::DeepSeek => {
             let mut planner = DeepSeekPlanner::default();
@@ -153,7 +211,6 @@ pub fn rebalance_experts<L: Load>(loads: &[L], shape: &Shape, options: &Options)
             }
         }
     }
-    Ok(plan)
 }
 
 /// Plans every layer; with `old_phy2log` (the current placement, `[num_layers][num_replicas]`),
