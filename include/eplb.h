@@ -26,7 +26,7 @@
 #define EPLB_ALGORITHM_REFINED 1
 
 /**
- * `eplb_options.effort`: differencing start and a short swap search.
+ * `eplb_options.effort`: greedy start and a short swap search.
  */
 #define EPLB_EFFORT_FAST 0
 
@@ -36,7 +36,8 @@
 #define EPLB_EFFORT_DEFAULT 1
 
 /**
- * `eplb_options.effort`: adds two-for-two swaps and a wider replica-count search.
+ * `eplb_options.effort`: adds a differencing start, two-for-two swaps with every pack and a wider
+ * replica-count search.
  */
 #define EPLB_EFFORT_HIGH 2
 

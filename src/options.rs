@@ -16,13 +16,15 @@ pub enum Algorithm {
 /// time budgets, so a plan never depends on machine speed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum Effort {
-    /// Differencing start and a short swap search.
+    /// Greedy start and a short swap search.
     Fast,
-    /// The default: swap search until no improving swap remains, exact node splits for small
-    /// group counts, packing-aware replica counts.
+    /// The default: swap search until no improving swap remains (in `balanced_packing`, then
+    /// two-for-two swaps with the two lightest packs), exact node splits for small group counts,
+    /// packing-aware replica counts.
     #[default]
     Default,
-    /// Adds two-for-two swaps and a wider replica-count search.
+    /// Adds a differencing start, two-for-two swaps with every pack and a wider replica-count
+    /// search.
     High,
     /// Everything, with large budgets: for the last fraction of a percent.
     Max,

@@ -42,11 +42,12 @@ pub const EPLB_ALGORITHM_DEEPSEEK: i32 = 0;
 /// `eplb_options.algorithm`: the refined planner (default); never worse than DeepSeek on any layer.
 pub const EPLB_ALGORITHM_REFINED: i32 = 1;
 
-/// `eplb_options.effort`: differencing start and a short swap search.
+/// `eplb_options.effort`: greedy start and a short swap search.
 pub const EPLB_EFFORT_FAST: i32 = 0;
 /// `eplb_options.effort` (default): full swap search, exact small splits, packing-aware counts.
 pub const EPLB_EFFORT_DEFAULT: i32 = 1;
-/// `eplb_options.effort`: adds two-for-two swaps and a wider replica-count search.
+/// `eplb_options.effort`: adds a differencing start, two-for-two swaps with every pack and a wider
+/// replica-count search.
 pub const EPLB_EFFORT_HIGH: i32 = 2;
 /// `eplb_options.effort`: largest budgets, for the last fraction of a percent.
 pub const EPLB_EFFORT_MAX: i32 = 3;

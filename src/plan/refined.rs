@@ -3,12 +3,19 @@
 //!
 //! 1. Groups to nodes: the refined packer (exact for small group counts) on f64 group loads,
 //!    started from DeepSeek's greedy split.
-//! 2. Inside each node: replica counts chosen together with the packing ([`super::counts`]), at most
-//!    one replica of an expert per GPU whenever the shape allows it.
-//! 3. Replicas to GPUs: the refined packer with the expert as color, so no GPU holds two replicas of
-//!    one expert when that can be avoided.
-//! 4. DeepSeek's plan is computed too (unless a bound proves it cannot be better) and, polished by the
-//!    same local search, replaces ours on a layer where it has the lower GPU maximum.
+//! 2. Nodes heaviest first. The heaviest node starts from DeepSeek's own plan of the same groups and
+//!    local search only improves it (so it is never worse than DeepSeek's node). Every lighter node
+//!    only has to stay below the maximum reached so far: DeepSeek's replica rule capped at one
+//!    replica per GPU, a cheap start that deals the replicas in rounds (no GPU gets two replicas of
+//!    one expert when that can be avoided) and the same local search until it is below that bar.
+//!    With two slots per GPU, replica counts are chosen together with the pairing
+//!    ([`super::counts`]).
+//! 3. Never worse than DeepSeek, checked per layer without planning DeepSeek's whole layer: the
+//!    heaviest GPU is on a node started from DeepSeek's plan, or below DeepSeek's heaviest node
+//!    spread over its GPUs (a lower bound on DeepSeek's maximum), or DeepSeek's plan of that node
+//!    has a GPU at least as heavy; otherwise that node is planned again from DeepSeek's plan. Only
+//!    when none of this applies is DeepSeek's whole plan computed and, polished by the same local
+//!    search, taken where it has the lower GPU maximum.
 
 use crate::load::{Load, row_to_f64};
 use crate::metrics::max_gpu_load;
@@ -283,10 +290,9 @@ impl RefinedPlanner {
         true
     }
 
-    /// Steps 2 and 3 for every node, heaviest node first (the lighter ones then only need to stay
-    /// below its maximum). Where DeepSeek put the same groups on a node and our count search does
-    /// not apply, the node starts from DeepSeek's own plan for it and local search only improves
-    /// it, so that node is never worse than DeepSeek's (`node_covered`).
+    /// Step 2 for every node, heaviest node first (the lighter ones then only need to stay below
+    /// its maximum). A node started from DeepSeek's own plan of the same groups is never worse
+    /// than DeepSeek's node (`node_covered`).
     fn plan_nodes(
         &mut self,
         shape: &Shape,
