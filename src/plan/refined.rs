@@ -86,6 +86,9 @@ pub struct RefinedPlanner {
     rounds: RoundsScratch,
     node_keys: Vec<u64>,
     hot_items: Vec<(f64, u32)>,
+    hot_per: Vec<f64>,
+    /// The layer's GPU loads, node by node, as planned so far.
+    gpu_loads: Vec<f64>,
     /// Slots per node of the layer being planned.
     slots_per_node: usize,
 }
@@ -132,9 +135,10 @@ impl RefinedPlanner {
         let mut ours;
         let mut rechecked = 0;
         loop {
-            ours = max_gpu_load(&self.row, phy2log, logcnt, k, &mut self.scratch);
+            // Each node's GPU loads as its planning left them (the sums of its slots' loads).
+            ours = self.gpu_loads.iter().copied().fold(0.0, f64::max);
             let bottleneck = self
-                .scratch
+                .gpu_loads
                 .iter()
                 .enumerate()
                 .fold((0, f64::NEG_INFINITY), |best, (i, &v)| {
@@ -319,6 +323,8 @@ impl RefinedPlanner {
             .sort_by(|&a, &b| node_loads[b].total_cmp(&node_loads[a]).then(a.cmp(&b)));
         self.node_covered.clear();
         self.node_covered.resize(n, false);
+        self.gpu_loads.clear();
+        self.gpu_loads.resize(shape.num_gpus, 0.0);
         let searches = CountPlanner::searches(
             experts_per_node,
             slots_per_node,
@@ -352,6 +358,8 @@ impl RefinedPlanner {
                 );
                 let node_max = self.plan_node_cheaply(&experts, gpus_per_node, options, budget);
                 layer_max = layer_max.max(node_max);
+                self.gpu_loads[node * gpus_per_node..(node + 1) * gpus_per_node]
+                    .copy_from_slice(&self.polish_state.loads);
                 self.write_state(node, &experts, phy2log, logcnt);
                 continue;
             }
@@ -371,6 +379,8 @@ impl RefinedPlanner {
                 // DeepSeek's node plan already meets the bar: it is the node's plan.
                 self.node_covered[node] = true;
                 layer_max = layer_max.max(node_max);
+                self.gpu_loads[node * gpus_per_node..(node + 1) * gpus_per_node]
+                    .copy_from_slice(&self.scratch[..gpus_per_node]);
                 for (j, &x) in experts.iter().enumerate() {
                     logcnt[x as usize] = i64::from(self.counts[j]);
                 }
@@ -390,6 +400,8 @@ impl RefinedPlanner {
                 );
                 self.polish_state
                     .write_assignment(&mut self.gpu_of, &mut self.rank_in_gpu);
+                self.gpu_loads[node * gpus_per_node..(node + 1) * gpus_per_node]
+                    .copy_from_slice(&self.polish_state.loads);
                 self.polish_state.max_load()
             } else {
                 experts.clear();
@@ -439,6 +451,8 @@ impl RefinedPlanner {
                         );
                     }
                     state.write_assignment(&mut self.gpu_of, &mut self.rank_in_gpu);
+                    self.gpu_loads[node * gpus_per_node..(node + 1) * gpus_per_node]
+                        .copy_from_slice(&state.loads);
                     state.max_load()
                 } else {
                     let state = self.packer.pack_until(
@@ -450,6 +464,8 @@ impl RefinedPlanner {
                         good_enough,
                     );
                     state.write_assignment(&mut self.gpu_of, &mut self.rank_in_gpu);
+                    self.gpu_loads[node * gpus_per_node..(node + 1) * gpus_per_node]
+                        .copy_from_slice(&state.loads);
                     state.max_load()
                 }
             };
@@ -485,7 +501,7 @@ impl RefinedPlanner {
         }
         // The heaviest GPU of the other nodes: the bar of a new plan of this one.
         let others_max = self
-            .scratch
+            .gpu_loads
             .chunks_exact(gpus_per_node)
             .enumerate()
             .filter(|&(m, _)| m != node)
@@ -525,6 +541,8 @@ impl RefinedPlanner {
                         budget,
                         &mut self.search,
                     );
+                    self.gpu_loads[node * gpus_per_node..(node + 1) * gpus_per_node]
+                        .copy_from_slice(&self.polish_state.loads);
                     self.write_state(node, &experts, phy2log, logcnt);
                     self.node_covered[node] = true;
                     Recheck::Replanned
@@ -638,22 +656,27 @@ impl RefinedPlanner {
         self.counts.clear();
         self.counts.resize(loads.len(), 1);
         let hot = &keys[..extra];
+        // Load per replica of each hot expert (below the cap), or -1 once at the cap.
+        let per = &mut self.hot_per;
+        per.clear();
+        per.extend(hot.iter().map(|&key| loads[f32::key_index(key) as usize]));
         for _ in 0..extra {
-            // The hot expert with the largest load per replica that is below the cap (the
-            // hot experts can take `extra * (cap - 1) >= extra` slots in all).
-            let mut best: Option<(f64, u32)> = None;
-            for &key in hot {
-                let j = f32::key_index(key);
-                let c = self.counts[j as usize];
-                if c < cap {
-                    let per = loads[j as usize] / f64::from(c);
-                    if best.is_none_or(|(b, _)| per > b) {
-                        best = Some((per, j));
-                    }
+            // The largest load per replica, first on ties (the hot experts can take
+            // `extra * (cap - 1) >= extra` slots in all, so one is below the cap).
+            let mut best = 0;
+            for (i, &v) in per.iter().enumerate() {
+                if v > per[best] {
+                    best = i;
                 }
             }
-            let (_, j) = best.expect("the hot experts have room below the cap");
-            self.counts[j as usize] += 1;
+            let j = f32::key_index(hot[best]) as usize;
+            self.counts[j] += 1;
+            let c = self.counts[j];
+            per[best] = if c < cap {
+                loads[j] / f64::from(c)
+            } else {
+                -1.0
+            };
         }
         // Replicas of the hot experts, descending; then merged with the other experts.
         let replicas = &mut self.hot_items;
@@ -671,22 +694,20 @@ impl RefinedPlanner {
         replicas.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         self.items.clear();
         self.colors.clear();
-        let mut rest = keys[extra..]
-            .iter()
-            .map(|&key| f32::key_index(key))
-            .peekable();
-        let mut hot_items = replicas.iter().peekable();
-        loop {
-            let take_hot = match (hot_items.peek(), rest.peek()) {
-                (Some(&&(per, _)), Some(&j)) => per >= loads[j as usize],
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
+        let rest = &keys[extra..];
+        let (mut h, mut r) = (0, 0);
+        while h < replicas.len() || r < rest.len() {
+            let single = rest.get(r).map(|&key| f32::key_index(key));
+            let take_hot = match (replicas.get(h), single) {
+                (Some(&(per, _)), Some(j)) => per >= loads[j as usize],
+                (hot, _) => hot.is_some(),
             };
             let (w, j) = if take_hot {
-                *hot_items.next().expect("peeked")
+                h += 1;
+                replicas[h - 1]
             } else {
-                let j = rest.next().expect("peeked");
+                r += 1;
+                let j = single.expect("a single expert remains");
                 (loads[j as usize], j)
             };
             self.items.push(w);
