@@ -142,6 +142,8 @@ fn options(algorithm: Algorithm, effort: Effort) -> Options {
 
 #[test]
 fn refined_is_valid_never_worse_than_deepseek_and_avoids_duplicates() {
+    // Duplicates: none when DeepSeek has none, and never more than DeepSeek has (the refined
+    // plan keeps one only where removing it would raise the GPU maximum above DeepSeek's).
     let mut rng = Rng(0x5EED);
     let mut duplicates_avoided = 0;
     for case in 0..3000 {
@@ -176,8 +178,8 @@ fn refined_is_valid_never_worse_than_deepseek_and_avoids_duplicates() {
             if k <= experts_in_scope {
                 let ds_dups = duplicated_replicas(&ds.phy2log[layer * r..(layer + 1) * r], k);
                 assert!(
-                    dups == 0 || ds_dups > 0,
-                    "{context}: layer {layer} has {dups} avoidable duplicates (DeepSeek has none)"
+                    dups <= ds_dups,
+                    "{context}: layer {layer} has {dups} duplicated replicas, DeepSeek {ds_dups}"
                 );
                 duplicates_avoided += usize::from(ds_dups > 0 && dups == 0);
             }
