@@ -142,8 +142,9 @@ fn options(algorithm: Algorithm, effort: Effort) -> Options {
 
 #[test]
 fn refined_is_valid_never_worse_than_deepseek_and_avoids_duplicates() {
-    // Duplicates: none when DeepSeek has none, and never more than DeepSeek has (the refined
-    // plan keeps one only where removing it would raise the GPU maximum above DeepSeek's).
+    // Duplicates: never more than DeepSeek has, so none when DeepSeek has none (the refined plan
+    // keeps one of DeepSeek's only where no swap removes it without raising the heaviest GPU of
+    // the node plan it started from).
     let mut rng = Rng(0x5EED);
     let mut duplicates_avoided = 0;
     for case in 0..3000 {
