@@ -14,7 +14,6 @@ pub struct GreedyScratch<W: Weight> {
     order: Vec<u32>,
     heap: BinaryHeap<Reverse<W::Key>>,
     counts: Vec<u32>,
-    open: Vec<W::Key>,
 }
 
 /// Below this many packs a scan of the open packs beats a heap.
@@ -48,23 +47,16 @@ pub fn greedy_pack<W: Weight>(
     counts.clear();
     counts.resize(num_packs, 0);
     if num_packs <= SCAN_LIMIT {
-        // Each open pack as its ascending key (weight, then index), a full pack as a key above all
-        // of them: the smallest key is the lightest open pack, lowest index on ties.
-        let open = &mut scratch.open;
-        open.clear();
-        open.extend((0..num_packs as u32).map(|p| W::default().ascending_key(p)));
-        for &item in &scratch.order {
-            let best = W::key_index(min_key(open)) as usize;
-            let item = item as usize;
-            pack_of[item] = best as u32;
-            rank[item] = counts[best];
-            counts[best] += 1;
-            pack_weights[best] += weights[item];
-            open[best] = if counts[best] == per_pack {
-                W::MAX_KEY
-            } else {
-                pack_weights[best].ascending_key(best as u32)
-            };
+        let scan = Scan {
+            order: &scratch.order,
+            weights,
+            per_pack,
+        };
+        match num_packs {
+            0..=4 => scan.run::<4>(num_packs, counts, pack_weights, pack_of, rank),
+            5..=8 => scan.run::<8>(num_packs, counts, pack_weights, pack_of, rank),
+            9..=16 => scan.run::<16>(num_packs, counts, pack_weights, pack_of, rank),
+            _ => scan.run::<32>(num_packs, counts, pack_weights, pack_of, rank),
         }
     } else {
         let heap = &mut scratch.heap;
@@ -85,20 +77,66 @@ pub fn greedy_pack<W: Weight>(
     }
 }
 
-/// The smallest of `keys` (not empty), with four independent running minima so the comparison
-/// chain is a quarter as deep as a linear scan (this scan is the greedy's inner loop).
-fn min_key<K: Ord + Copy>(keys: &[K]) -> K {
-    let mut acc = [keys[0]; 4];
-    let chunks = keys.chunks_exact(4);
-    for &key in chunks.remainder() {
-        acc[0] = acc[0].min(key);
-    }
-    for chunk in chunks {
-        for (a, &key) in acc.iter_mut().zip(chunk) {
-            *a = (*a).min(key);
+/// The scan form of [`greedy_pack`] for few packs: items in `order`, packs of `per_pack` items.
+struct Scan<'a, W: Weight> {
+    order: &'a [u32],
+    weights: &'a [W],
+    per_pack: u32,
+}
+
+impl<W: Weight> Scan<'_, W> {
+    /// Runs the greedy with the open packs held in a fixed array of `P >= num_packs` keys: each
+    /// open pack as its ascending key (weight, then index), a full or missing pack as a key above
+    /// all of them, so the smallest key is the lightest open pack, lowest index on ties. The
+    /// minimum is a balanced tree of comparisons and the update a select over the array, so the
+    /// keys stay in registers and each item's step is a short dependency chain.
+    fn run<const P: usize>(
+        &self,
+        num_packs: usize,
+        counts: &mut [u32],
+        pack_weights: &mut [W],
+        pack_of: &mut [u32],
+        rank: &mut [u32],
+    ) {
+        let mut open = [W::MAX_KEY; P];
+        for (p, key) in open.iter_mut().enumerate().take(num_packs) {
+            *key = W::default().ascending_key(p as u32);
+        }
+        for &item in self.order {
+            let key = min_of(&open);
+            let best = W::key_index(key) as usize;
+            let item = item as usize;
+            // The key holds the pack's weight exactly (its bits).
+            let weight = W::key_weight(key) + self.weights[item];
+            pack_of[item] = best as u32;
+            rank[item] = counts[best];
+            counts[best] += 1;
+            pack_weights[best] = weight;
+            let new_key = if counts[best] == self.per_pack {
+                W::MAX_KEY
+            } else {
+                weight.ascending_key(best as u32)
+            };
+            for (p, slot) in open.iter_mut().enumerate() {
+                if p == best {
+                    *slot = new_key;
+                }
+            }
         }
     }
-    acc[0].min(acc[1]).min(acc[2].min(acc[3]))
+}
+
+/// The smallest of `P` keys (`P` a power of two), by halving.
+fn min_of<K: Ord + Copy, const P: usize>(keys: &[K; P]) -> K {
+    let mut v = *keys;
+    let mut width = P;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            v[i] = v[i].min(v[i + width]);
+        }
+    }
+    v[0]
 }
 
 /// Reusable buffers of [`greedy_colored`].

@@ -21,6 +21,8 @@ pub trait Weight:
     fn max_first_key(self, index: u32) -> Self::Key;
     /// The index packed in a key.
     fn key_index(key: Self::Key) -> u32;
+    /// The weight packed in an [`Weight::ascending_key`].
+    fn key_weight(key: Self::Key) -> Self;
     /// The value in f64.
     fn as_f64(self) -> f64;
 }
@@ -39,6 +41,9 @@ impl Weight for f32 {
     }
     fn key_index(key: u64) -> u32 {
         key as u32
+    }
+    fn key_weight(key: u64) -> Self {
+        f32::from_bits((key >> 32) as u32)
     }
     fn as_f64(self) -> f64 {
         f64::from(self)
@@ -59,6 +64,9 @@ impl Weight for f64 {
     }
     fn key_index(key: u128) -> u32 {
         key as u32
+    }
+    fn key_weight(key: u128) -> Self {
+        f64::from_bits((key >> 32) as u64)
     }
     fn as_f64(self) -> f64 {
         self
