@@ -10,7 +10,8 @@ mod support;
 use criterion::{Criterion, criterion_group, criterion_main};
 use eplb::ffi::{
     EPLB_ALGORITHM_DEEPSEEK, EPLB_ALGORITHM_REFINED, EPLB_EFFORT_DEFAULT, EPLB_EFFORT_FAST,
-    EPLB_EFFORT_MAX, EPLB_STATUS_OK, eplb_options, eplb_options_init, eplb_rebalance_experts,
+    EPLB_EFFORT_MAX, EPLB_STATUS_OK, eplb_options, eplb_options_init, eplb_plan_experts,
+    eplb_rebalance_experts,
 };
 use std::hint::black_box;
 
@@ -103,6 +104,43 @@ fn bench(c: &mut Criterion) {
                 })
             });
         }
+    }
+    // The same plans without `log2phy` (`eplb_plan_experts` with a NULL `log2phy`): the planning
+    // alone, without writing the 33-wide `log2phy` (3.9 MB for this shape).
+    let case = &CASES[0];
+    let mut phy2log = vec![0i64; layers * case.replicas];
+    let mut logcnt = vec![0i64; layers * experts];
+    for (label, algorithm) in [
+        ("deepseek", EPLB_ALGORITHM_DEEPSEEK),
+        ("refined", EPLB_ALGORITHM_REFINED),
+    ] {
+        let opts = options(algorithm, EPLB_EFFORT_DEFAULT);
+        group.bench_function(format!("{}_without_log2phy/{label}", case.name), |b| {
+            b.iter(|| {
+                // SAFETY: every non-NULL buffer has the documented length for this shape; NULL
+                // log2phy, group_node, old_phy2log and stats are allowed.
+                let status = unsafe {
+                    eplb_plan_experts(
+                        black_box(loads.as_ptr()),
+                        layers,
+                        experts,
+                        case.replicas,
+                        case.groups,
+                        case.nodes,
+                        case.gpus,
+                        &opts,
+                        std::ptr::null(),
+                        phy2log.as_mut_ptr(),
+                        std::ptr::null_mut(),
+                        0,
+                        logcnt.as_mut_ptr(),
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                    )
+                };
+                assert_eq!(status, EPLB_STATUS_OK);
+            })
+        });
     }
     group.finish();
 }
