@@ -18,7 +18,8 @@
 //!    cheapest one, so the budget goes where the water-filling puts it.
 //! 3. **Packing.** Every node that changed is packed again onto its GPUs by the refined packer
 //!    (experts as colors, so no GPU holds two replicas of one expert when that can be avoided),
-//!    starting from its previous packing.
+//!    starting from a fresh deal of its replicas, or from its previous packing when that does
+//!    better.
 //! 4. **Safety net.** The new plan replaces the strict one only when its GPU maximum is lower, its
 //!    off-home share (as [`crate::metrics::off_home_share`] measures it) is within the budget and
 //!    it has no more duplicated replicas.
@@ -30,6 +31,7 @@
 use crate::metrics::{max_gpu_load, min_max_replica_load, off_home_share};
 use crate::options::{Effort, Options};
 use crate::packing::exact::{self, ExactScratch};
+use crate::packing::greedy::{RoundsScratch, greedy_rounds};
 use crate::packing::local_search::{SearchBudget, SearchScratch, improve, pair_partners};
 use crate::packing::{PackState, Packer};
 use crate::shape::{Policy, Shape};
@@ -208,6 +210,17 @@ pub(crate) fn spend_budget(
 /// Slots holding an expert that another slot of the same GPU already holds (as
 /// [`crate::metrics::duplicated_replicas`] counts them, in one pass).
 fn duplicates(phy2log: &[i64], slots_per_gpu: usize, num_logical: usize) -> usize {
+    if slots_per_gpu <= SMALL_FILL {
+        // Few slots per GPU: compare within each GPU.
+        return phy2log
+            .chunks_exact(slots_per_gpu)
+            .map(|gpu| {
+                (1..gpu.len())
+                    .filter(|&i| gpu[..i].contains(&gpu[i]))
+                    .count()
+            })
+            .sum();
+    }
     let mut last_gpu = vec![usize::MAX; num_logical];
     let mut count = 0;
     for (slot, &x) in phy2log.iter().enumerate() {
@@ -257,10 +270,12 @@ struct Receiver {
 fn insert_top(top: &mut [(f64, u32)], value: f64, expert: u32) {
     let mut i = top.len();
     while i > 0 && value > top[i - 1].0 {
+        if i < top.len() {
+            top[i] = top[i - 1];
+        }
         i -= 1;
     }
     if i < top.len() {
-        top[i..].rotate_right(1);
         top[i] = (value, expert);
     }
 }
@@ -748,9 +763,11 @@ impl<'a> Layer<'a> {
             lowest = lowest.min(self.rep(m.taker));
         }
         if spread_before && m.kind == Kind::Add {
-            // The expert's replicas elsewhere got lighter too.
+            // The expert's replicas elsewhere got lighter too (nodes without one are unchanged).
             for node in 0..self.n {
-                self.refresh_node(node, lowest <= self.node_fill_max[node]);
+                if node == a || node == b || self.count_on(x, node) > 0 {
+                    self.refresh_node(node, lowest <= self.node_fill_max[node]);
+                }
             }
         } else {
             self.refresh_node(a, lowest <= self.node_fill_max[a]);
@@ -780,15 +797,21 @@ impl<'a> Layer<'a> {
         pick.expect("the node holds the replica")
     }
 
-    /// Packs the replicas of every changed node onto its GPUs again, starting from the current
-    /// packing, unless that packing is already within the layer's estimated maximum and has no
-    /// duplicate; then also every other node whose heaviest GPU is above the changed nodes'
-    /// (the strict planner may leave lighter nodes loosely packed below its old maximum).
+    /// Packs the replicas of every changed node onto its GPUs again, unless the current packing
+    /// is already within the layer's estimated maximum and has no duplicate; then also every other
+    /// node whose heaviest GPU is above the changed nodes' (the strict planner may leave lighter
+    /// nodes loosely packed below its old maximum).
+    ///
+    /// A node is dealt afresh in rounds and improved by local search; when that ends more than
+    /// `PACK_SLACK` above the level, the search also runs from the current packing and the better
+    /// result counts, and the full packer is the last resort.
     fn repack(&mut self, effort: Effort) {
         let level = self.max_est() * (1.0 + PACK_SLACK);
         let mut packer = Packer::default();
         let mut search_state = PackState::default();
+        let mut dealt = PackState::default();
         let mut search = SearchScratch::default();
+        let mut rounds = RoundsScratch::default();
         let mut items = Vec::with_capacity(self.s);
         let mut colors = Vec::with_capacity(self.s);
         let start: Vec<u32> = (0..self.s).map(|i| (i / self.k) as u32).collect();
@@ -823,16 +846,24 @@ impl<'a> Layer<'a> {
                     colors.push(x);
                 }
                 let good_enough = level.max(bar);
-                // Local search from the current packing first (cheap: few replicas changed); the
-                // full packer when that leaves duplicates or stays above the level.
+                let budget = SearchBudget {
+                    max_rounds: SEARCH_ROUNDS_PER_ITEM * self.s,
+                    pair_swap_partners: pair_partners(effort),
+                    good_enough,
+                };
+                // A fresh deal first (the node's load usually changed too much for its old
+                // packing to be a good start: about half the search rounds), then the current
+                // packing when that misses the level by more than the slack.
+                let dealt_clean =
+                    greedy_rounds(&items, Some(&colors), self.q, &mut rounds, &mut dealt);
+                if dealt_clean {
+                    improve(&mut dealt, &items, Some(&colors), budget, &mut search);
+                }
                 let mut state = None;
-                if clean {
+                if dealt_clean && dealt.max_load() <= good_enough * (1.0 + PACK_SLACK) {
+                    state = Some(&dealt);
+                } else if clean {
                     search_state.assign_from(&start, &items, self.q);
-                    let budget = SearchBudget {
-                        max_rounds: SEARCH_ROUNDS_PER_ITEM * self.s,
-                        pair_swap_partners: pair_partners(effort),
-                        good_enough,
-                    };
                     improve(
                         &mut search_state,
                         &items,
@@ -840,6 +871,9 @@ impl<'a> Layer<'a> {
                         budget,
                         &mut search,
                     );
+                    if dealt_clean && dealt.max_load() < search_state.max_load() {
+                        std::mem::swap(&mut dealt, &mut search_state);
+                    }
                     if search_state.max_load() <= good_enough * (1.0 + FALLBACK_MISS) {
                         state = Some(&search_state);
                     }
@@ -847,15 +881,22 @@ impl<'a> Layer<'a> {
                 let state = match state {
                     Some(state) => state,
                     None => {
-                        // Started from the search's result when it has one (never worse then);
-                        // fast effort: this node's estimate may be out of reach for any packing.
-                        let fallback_start;
-                        let from = if clean {
-                            search_state.write_assignment(&mut pack_of, &mut rank);
-                            fallback_start = &pack_of;
-                            fallback_start
+                        // Started from the best clean search result when there is one (never
+                        // worse then); fast effort: this node's estimate may be out of reach for
+                        // any packing.
+                        let searched = if clean {
+                            Some(&search_state)
+                        } else if dealt_clean {
+                            Some(&dealt)
                         } else {
-                            &start
+                            None
+                        };
+                        let from = match searched {
+                            Some(searched) => {
+                                searched.write_assignment(&mut pack_of, &mut rank);
+                                &pack_of
+                            }
+                            None => &start,
                         };
                         let full = packer.pack_until(
                             &items,
@@ -865,10 +906,9 @@ impl<'a> Layer<'a> {
                             Some(from),
                             good_enough,
                         );
-                        if clean && search_state.max_load() < full.max_load() {
-                            &search_state
-                        } else {
-                            full
+                        match searched {
+                            Some(searched) if searched.max_load() < full.max_load() => searched,
+                            _ => full,
                         }
                     }
                 };
