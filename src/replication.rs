@@ -32,7 +32,12 @@ pub fn replicate_greedy<W: PerReplica>(
     logcnt: &mut [u32],
 ) {
     let e = weights.len();
-    let extra = one_replica_each(e, phy2log, rank, logcnt);
+    for i in 0..e {
+        phy2log[i] = i as u32;
+        rank[i] = 0;
+        logcnt[i] = 1;
+    }
+    let extra = phy2log.len() - e;
     if extra == 0 {
         return;
     }
@@ -40,7 +45,7 @@ pub fn replicate_greedy<W: PerReplica>(
     // redundant slot: an expert behind them is chosen only once each of them, at a per-replica
     // load at least its own, already took one, and then no slot is left. So the heap holds just
     // those candidates (all experts when the cap may be lifted or few are excluded).
-    let mut keys = std::mem::take(&mut scratch.candidates);
+    let keys = &mut scratch.candidates;
     keys.clear();
     keys.extend(
         weights
@@ -52,68 +57,6 @@ pub fn replicate_greedy<W: PerReplica>(
         keys.select_nth_unstable_by(extra - 1, |a, b| b.cmp(a));
         keys.truncate(extra);
     }
-    pick_redundant(weights, cap, &keys, scratch, phy2log, rank, logcnt);
-    scratch.candidates = keys;
-}
-
-/// [`replicate_greedy`] for a row whose experts are already ordered: `order` lists every expert
-/// by load descending, index ascending (as [`crate::packing::weight::sort_descending`] gives it),
-/// so the candidates for redundant slots are its first ones. Same result, no selection pass.
-pub fn replicate_greedy_ordered<W: PerReplica>(
-    weights: &[W],
-    order: &[u32],
-    cap: u32,
-    scratch: &mut ReplicationScratch<W>,
-    phy2log: &mut [u32],
-    rank: &mut [u32],
-    logcnt: &mut [u32],
-) {
-    let e = weights.len();
-    let extra = one_replica_each(e, phy2log, rank, logcnt);
-    if extra == 0 {
-        return;
-    }
-    let take = if cap > 1 && extra < e { extra } else { e };
-    let mut keys = std::mem::take(&mut scratch.candidates);
-    keys.clear();
-    keys.extend(
-        order[..take]
-            .iter()
-            .map(|&i| weights[i as usize].per_replica(1).max_first_key(i)),
-    );
-    pick_redundant(weights, cap, &keys, scratch, phy2log, rank, logcnt);
-    scratch.candidates = keys;
-}
-
-/// Puts expert `i` in slot `i` for every expert (`num_experts` of them) and returns the number of
-/// redundant slots left.
-fn one_replica_each(
-    num_experts: usize,
-    phy2log: &mut [u32],
-    rank: &mut [u32],
-    logcnt: &mut [u32],
-) -> usize {
-    for i in 0..num_experts {
-        phy2log[i] = i as u32;
-        rank[i] = 0;
-        logcnt[i] = 1;
-    }
-    phy2log.len() - num_experts
-}
-
-/// The redundant slots of [`replicate_greedy`], chosen among the `candidates` (keys of experts at
-/// one replica) while below `cap`, then among all experts once every candidate is at the cap.
-fn pick_redundant<W: PerReplica>(
-    weights: &[W],
-    cap: u32,
-    candidates: &[W::Key],
-    scratch: &mut ReplicationScratch<W>,
-    phy2log: &mut [u32],
-    rank: &mut [u32],
-    logcnt: &mut [u32],
-) {
-    let e = weights.len();
-    let keys = candidates;
     let heap = &mut scratch.heap;
     heap.clear();
     let mut limit = cap;

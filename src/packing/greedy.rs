@@ -30,33 +30,6 @@ pub fn greedy_pack<W: Weight>(
     pack_of: &mut [u32],
     rank: &mut [u32],
 ) {
-    if weights.len() / num_packs > 1 {
-        sort_descending(weights, &mut scratch.keys, &mut scratch.order);
-    }
-    let order = std::mem::take(&mut scratch.order);
-    greedy_pack_ordered(
-        weights,
-        &order,
-        num_packs,
-        scratch,
-        pack_weights,
-        pack_of,
-        rank,
-    );
-    scratch.order = order;
-}
-
-/// [`greedy_pack`] with the items' order given: `order` lists every item by weight descending,
-/// index ascending (as [`sort_descending`] gives it). Same precondition, same result.
-pub fn greedy_pack_ordered<W: Weight>(
-    weights: &[W],
-    order: &[u32],
-    num_packs: usize,
-    scratch: &mut GreedyScratch<W>,
-    pack_weights: &mut Vec<W>,
-    pack_of: &mut [u32],
-    rank: &mut [u32],
-) {
     let n = weights.len();
     let per_pack = (n / num_packs) as u32;
     pack_weights.clear();
@@ -69,12 +42,13 @@ pub fn greedy_pack_ordered<W: Weight>(
         }
         return;
     }
+    sort_descending(weights, &mut scratch.keys, &mut scratch.order);
     let counts = &mut scratch.counts;
     counts.clear();
     counts.resize(num_packs, 0);
     if num_packs <= SCAN_LIMIT {
         let scan = Scan {
-            order,
+            order: &scratch.order,
             weights,
             per_pack,
         };
@@ -88,7 +62,7 @@ pub fn greedy_pack_ordered<W: Weight>(
         let heap = &mut scratch.heap;
         heap.clear();
         heap.extend((0..num_packs as u32).map(|p| Reverse(W::default().ascending_key(p))));
-        for &item in order {
+        for &item in &scratch.order {
             let Reverse(key) = heap.pop().expect("a pack that is not full remains");
             let p = W::key_index(key) as usize;
             let item = item as usize;

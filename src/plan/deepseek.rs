@@ -2,9 +2,8 @@
 //! greedy replication inside each node, greedy packing of replicas onto the node's GPUs, all in f32.
 
 use crate::load::{Load, row_to_f32};
-use crate::packing::greedy::{GreedyScratch, greedy_pack, greedy_pack_ordered};
-use crate::packing::weight::{Weight, sort_descending};
-use crate::replication::{ReplicationScratch, replicate_greedy_ordered};
+use crate::packing::greedy::{GreedyScratch, greedy_pack};
+use crate::replication::{ReplicationScratch, replicate_greedy};
 use crate::shape::Shape;
 
 /// Reusable buffers of the DeepSeek planner.
@@ -26,10 +25,6 @@ pub struct DeepSeekPlanner {
     rank_in_gpu: Vec<u32>,
     greedy: GreedyScratch<f32>,
     replication: ReplicationScratch<f32>,
-    expert_keys: Vec<u64>,
-    expert_order: Vec<u32>,
-    multi_keys: Vec<u64>,
-    replica_order: Vec<u32>,
 }
 
 impl DeepSeekPlanner {
@@ -119,16 +114,8 @@ impl DeepSeekPlanner {
         self.node_loads.clear();
         self.node_loads
             .extend(experts.iter().map(|&x| self.row[x as usize]));
-        // The experts by load once: it gives the replication its candidates and, merged with the
-        // few replicated experts' replicas, the replicas' descending order for the packing.
-        sort_descending(
+        replicate_greedy(
             &self.node_loads,
-            &mut self.expert_keys,
-            &mut self.expert_order,
-        );
-        replicate_greedy_ordered(
-            &self.node_loads,
-            &self.expert_order,
             u32::MAX,
             &mut self.replication,
             &mut self.phy2mlog,
@@ -141,52 +128,14 @@ impl DeepSeekPlanner {
                 .iter()
                 .map(|&j| self.node_loads[j as usize] / self.mlogcnt[j as usize] as f32),
         );
-        self.replica_order_from_experts();
-        greedy_pack_ordered(
+        greedy_pack(
             &self.replica_loads,
-            &self.replica_order,
             gpus_per_node,
             &mut self.greedy,
             &mut self.pack_loads,
             &mut self.gpu_of,
             &mut self.rank_in_gpu,
         );
-    }
-
-    /// The replicas (slots) in the order [`sort_descending`] would give `replica_loads` (load
-    /// descending, slot ascending), from the experts' order: an expert with one replica keeps its
-    /// key (its slot is its own index and `load / 1 == load`), and the replicas of the others,
-    /// few, are sorted apart and merged in.
-    fn replica_order_from_experts(&mut self) {
-        let e = self.node_loads.len();
-        let key = |slot: usize| self.replica_loads[slot].descending_key(slot as u32);
-        // Replicated experts: every redundant slot, and the first slot (the expert's own index)
-        // of each expert a redundant slot went to.
-        self.multi_keys.clear();
-        self.multi_keys.extend((e..self.phy2mlog.len()).map(key));
-        self.multi_keys.extend(
-            self.expert_order
-                .iter()
-                .take(self.phy2mlog.len() - e)
-                .filter(|&&j| self.mlogcnt[j as usize] > 1)
-                .map(|&j| key(j as usize)),
-        );
-        self.multi_keys.sort_unstable();
-        self.replica_order.clear();
-        let multi = &self.multi_keys;
-        let mut next = 0;
-        for (&j, &single) in self.expert_order.iter().zip(&self.expert_keys) {
-            if self.mlogcnt[j as usize] > 1 {
-                continue;
-            }
-            while next < multi.len() && multi[next] < single {
-                self.replica_order.push(f32::key_index(multi[next]));
-                next += 1;
-            }
-            self.replica_order.push(j);
-        }
-        self.replica_order
-            .extend(multi[next..].iter().map(|&m| f32::key_index(m)));
     }
 
     /// Sets the layer whose nodes [`DeepSeekPlanner::plan_single_node`] plans.
