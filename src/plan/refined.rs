@@ -72,7 +72,6 @@ pub struct RefinedPlanner {
     node_covered: Vec<bool>,
     seen: Vec<u32>,
     gpu_of: Vec<u32>,
-    rank_in_gpu: Vec<u32>,
     scratch: Vec<f64>,
     greedy: GreedyScratch<f32>,
     packer: Packer,
@@ -358,9 +357,7 @@ impl RefinedPlanner {
                 );
                 let node_max = self.plan_node_cheaply(&experts, gpus_per_node, options, budget);
                 layer_max = layer_max.max(node_max);
-                self.gpu_loads[node * gpus_per_node..(node + 1) * gpus_per_node]
-                    .copy_from_slice(&self.polish_state.loads);
-                self.write_state(node, &experts, phy2log, logcnt);
+                self.record_node(node, &experts, phy2log, logcnt);
                 continue;
             }
             let start = if !searches && self.deepseek_order(shape, node as u32, &mut experts) {
@@ -381,9 +378,7 @@ impl RefinedPlanner {
                 layer_max = layer_max.max(node_max);
                 self.gpu_loads[node * gpus_per_node..(node + 1) * gpus_per_node]
                     .copy_from_slice(&self.scratch[..gpus_per_node]);
-                for (j, &x) in experts.iter().enumerate() {
-                    logcnt[x as usize] = i64::from(self.counts[j]);
-                }
+                self.write_counts(&experts, logcnt);
                 continue;
             }
             let node_max = if start == DeepSeekStart::Loaded {
@@ -398,10 +393,6 @@ impl RefinedPlanner {
                     budget,
                     &mut self.search,
                 );
-                self.polish_state
-                    .write_assignment(&mut self.gpu_of, &mut self.rank_in_gpu);
-                self.gpu_loads[node * gpus_per_node..(node + 1) * gpus_per_node]
-                    .copy_from_slice(&self.polish_state.loads);
                 self.polish_state.max_load()
             } else {
                 experts.clear();
@@ -428,7 +419,6 @@ impl RefinedPlanner {
                     }
                 }
                 self.gpu_of.resize(self.items.len(), 0);
-                self.rank_in_gpu.resize(self.items.len(), 0);
                 if searches {
                     // Two slots per GPU: the heaviest replica with the lightest is optimal for
                     // these counts (what the count search measured); then remove duplicates.
@@ -450,9 +440,6 @@ impl RefinedPlanner {
                             &mut self.search,
                         );
                     }
-                    state.write_assignment(&mut self.gpu_of, &mut self.rank_in_gpu);
-                    self.gpu_loads[node * gpus_per_node..(node + 1) * gpus_per_node]
-                        .copy_from_slice(&state.loads);
                     state.max_load()
                 } else {
                     let state = self.packer.pack_until(
@@ -463,14 +450,13 @@ impl RefinedPlanner {
                         None,
                         good_enough,
                     );
-                    state.write_assignment(&mut self.gpu_of, &mut self.rank_in_gpu);
-                    self.gpu_loads[node * gpus_per_node..(node + 1) * gpus_per_node]
-                        .copy_from_slice(&state.loads);
-                    state.max_load()
+                    // Rare (counts above the GPUs of a node): the plan moves to `polish_state`.
+                    self.polish_state.clone_from(state);
+                    self.polish_state.max_load()
                 }
             };
             layer_max = layer_max.max(node_max);
-            self.write_node(node, &experts, k, phy2log, logcnt);
+            self.record_node(node, &experts, phy2log, logcnt);
         }
         self.experts = experts;
     }
@@ -541,9 +527,7 @@ impl RefinedPlanner {
                         budget,
                         &mut self.search,
                     );
-                    self.gpu_loads[node * gpus_per_node..(node + 1) * gpus_per_node]
-                        .copy_from_slice(&self.polish_state.loads);
-                    self.write_state(node, &experts, phy2log, logcnt);
+                    self.record_node(node, &experts, phy2log, logcnt);
                     self.node_covered[node] = true;
                     Recheck::Replanned
                 }
@@ -554,29 +538,9 @@ impl RefinedPlanner {
         outcome
     }
 
-    /// Writes the node plan held in `items`, `colors`, `gpu_of`, `rank_in_gpu` and `counts` (for
-    /// the node's `experts`) into the layer's `phy2log` and `logcnt`.
-    fn write_node(
-        &self,
-        node: usize,
-        experts: &[u32],
-        k: usize,
-        phy2log: &mut [i64],
-        logcnt: &mut [i64],
-    ) {
-        let slot_base = node * self.slots_per_node;
-        for i in 0..self.items.len() {
-            let slot = slot_base + self.gpu_of[i] as usize * k + self.rank_in_gpu[i] as usize;
-            phy2log[slot] = i64::from(experts[self.colors[i] as usize]);
-        }
-        for (j, &x) in experts.iter().enumerate() {
-            logcnt[x as usize] = i64::from(self.counts[j]);
-        }
-    }
-
     /// A node plan from DeepSeek's replica counts (capped at one replica per GPU), the rounds start
-    /// and the local search within `budget`; leaves it in `items`, `colors`, `gpu_of`,
-    /// `rank_in_gpu` and `counts` and returns its heaviest GPU.
+    /// and the local search within `budget`; leaves it in `polish_state`, `items`, `colors` and
+    /// `counts` and returns its heaviest GPU.
     fn plan_node_cheaply(
         &mut self,
         experts: &[u32],
@@ -715,16 +679,33 @@ impl RefinedPlanner {
         }
     }
 
-    /// Writes the node plan held in `polish_state` (items are positions in `colors`, packs are the
-    /// node's GPUs in slot order) and `counts` into the layer's `phy2log` and `logcnt`.
-    fn write_state(&self, node: usize, experts: &[u32], phy2log: &mut [i64], logcnt: &mut [i64]) {
-        let slots = &self.polish_state.slots;
+    /// Records the node plan held in `polish_state` (items are positions in `colors`, packs are
+    /// the node's GPUs in slot order) and `counts`: its slots in `phy2log`, its experts' counts in
+    /// `logcnt`, its GPU loads in `gpu_loads`.
+    fn record_node(
+        &mut self,
+        node: usize,
+        experts: &[u32],
+        phy2log: &mut [i64],
+        logcnt: &mut [i64],
+    ) {
+        let state = &self.polish_state;
         let base = node * self.slots_per_node;
-        for (dst, &item) in phy2log[base..base + slots.len()].iter_mut().zip(slots) {
+        for (dst, &item) in phy2log[base..base + state.slots.len()]
+            .iter_mut()
+            .zip(&state.slots)
+        {
             *dst = i64::from(experts[self.colors[item as usize] as usize]);
         }
-        for (j, &x) in experts.iter().enumerate() {
-            logcnt[x as usize] = i64::from(self.counts[j]);
+        let gpus = state.loads.len();
+        self.gpu_loads[node * gpus..(node + 1) * gpus].copy_from_slice(&state.loads);
+        self.write_counts(experts, logcnt);
+    }
+
+    /// Writes `counts` (one per expert of the node, in `experts` order) into `logcnt`.
+    fn write_counts(&self, experts: &[u32], logcnt: &mut [i64]) {
+        for (&x, &c) in experts.iter().zip(&self.counts) {
+            logcnt[x as usize] = i64::from(c);
         }
     }
 
@@ -778,8 +759,6 @@ impl RefinedPlanner {
         }
         self.polish_state
             .assign_from(plan.gpu_of, &self.items, gpus_per_node);
-        self.gpu_of.resize(slots_per_node, 0);
-        self.rank_in_gpu.resize(slots_per_node, 0);
         DeepSeekStart::Loaded
     }
 }
