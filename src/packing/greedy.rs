@@ -263,24 +263,20 @@ pub fn greedy_colored(
 pub struct RoundsScratch {
     keys: Vec<u64>,
     pack_keys: Vec<u64>,
-    ranked: Vec<u64>,
     last_color: Vec<u32>,
 }
 
-/// Sorts distinct keys; a short slice by counting each key's rank (branch-free comparisons),
-/// a longer one by the standard sort. `buffer` is scratch.
-fn sort_small(keys: &mut [u64], buffer: &mut Vec<u64>) {
-    if keys.len() > 16 {
-        keys.sort_unstable();
-        return;
+/// Sorts distinct keys by insertion, cheap when `keys` is nearly sorted.
+fn insertion_sort(keys: &mut [u64]) {
+    for i in 1..keys.len() {
+        let key = keys[i];
+        let mut j = i;
+        while j > 0 && keys[j - 1] > key {
+            keys[j] = keys[j - 1];
+            j -= 1;
+        }
+        keys[j] = key;
     }
-    buffer.clear();
-    buffer.resize(keys.len(), 0);
-    for &key in keys.iter() {
-        let rank: usize = keys.iter().map(|&other| usize::from(other < key)).sum();
-        buffer[rank] = key;
-    }
-    keys.copy_from_slice(buffer);
 }
 
 /// A cheap start for the local search: items by weight descending (ordered on f32-rounded keys,
@@ -345,18 +341,21 @@ fn deal(
     let mut clean = true;
     let packs = &mut scratch.pack_keys;
     let last = &mut scratch.last_color;
-    let ranked = &mut scratch.ranked;
+    // Packs by load ascending (f32-rounded, lowest index on ties), as integer keys. All loads start
+    // at zero, so index order.
+    packs.clear();
+    packs.extend((0..num_packs as u32).map(|p| 0.0f32.ascending_key(p)));
     for (r, round) in scratch.keys.chunks_exact(num_packs).enumerate() {
-        // Packs by load ascending (f32-rounded, lowest index on ties): one integer sort.
-        packs.clear();
-        packs.extend(
-            state
-                .loads
-                .iter()
-                .enumerate()
-                .map(|(p, &load)| (load as f32).ascending_key(p as u32)),
-        );
-        sort_small(packs, ranked);
+        if r > 0 {
+            // The heaviest items went to the lightest packs, so the order mostly flips: reversed,
+            // with fresh loads, it is nearly sorted and insertion sort finishes it cheaply.
+            packs.reverse();
+            for key in packs.iter_mut() {
+                let p = f32::key_index(*key);
+                *key = (state.loads[p as usize] as f32).ascending_key(p);
+            }
+            insertion_sort(packs);
+        }
         if let Some(colors) = colors {
             let color = |i: usize| colors[f32::key_index(round[i]) as usize];
             let last_of = |packs: &[u64], i: usize| last[f32::key_index(packs[i]) as usize];

@@ -1,13 +1,20 @@
 //! Local search on a packing with fixed pack sizes: exchanges that lower the heaviest pack.
 //!
 //! The seed idea swapped one item between the heaviest and the lightest pack. This generalises it:
-//! the heaviest pack is paired with every lighter pack (lightest first, pruned by the best result
-//! found so far), one-for-one swaps are tried and, at higher effort, two-for-two swaps, until no
-//! exchange lowers the heaviest pack or the round budget runs out. Every accepted exchange strictly
-//! decreases the sorted vector of pack loads, so the search terminates and never worsens the max.
-//! With `colors`, an exchange never puts two items of one color in one pack.
+//! the heaviest pack is paired with every lighter pack, one-for-one swaps are tried and, at higher
+//! effort, two-for-two swaps, until no exchange lowers the heaviest pack or the round budget runs
+//! out. Every accepted exchange strictly decreases the sorted vector of pack loads, so the search
+//! terminates and never worsens the max. With `colors`, an exchange never puts two items of one
+//! color in one pack.
+//!
+//! One-for-one swaps are found through an index of all items by weight: a swap of item `a` of the
+//! heaviest pack helps only if the other item is lighter by less than the gap between the two packs,
+//! so each item of the heaviest pack looks only at the items in that weight window. Late in the
+//! search the packs are close and the windows hold an item or two, so a round costs a few binary
+//! searches instead of a sweep over every pack.
 
 use super::state::PackState;
+use super::weight::Weight;
 
 /// Relative improvement an exchange must bring, so that rounding noise never cycles.
 const MIN_GAIN: f64 = 1e-12;
@@ -39,10 +46,46 @@ pub fn pair_partners(effort: crate::options::Effort) -> usize {
 #[derive(Debug, Default)]
 pub struct SearchScratch {
     by_load: Vec<u32>,
-    /// The weight at each flat position (kept in step with the sorted packs).
-    at: Vec<f64>,
+    keys: Vec<u128>,
+    /// Items by weight ascending (ties by item), and their weights in that order.
+    by_weight: Vec<u32>,
+    sorted_weights: Vec<f64>,
+    /// Each item's flat position in the packing (kept in step with every exchange).
+    position: Vec<u32>,
     pairs_h: Vec<(f64, u32, u32)>,
     pairs_b: Vec<(f64, u32, u32)>,
+}
+
+impl SearchScratch {
+    /// Indexes the items of `state` by weight and position.
+    fn index(&mut self, state: &PackState, weights: &[f64]) {
+        self.keys.clear();
+        self.keys.extend(
+            weights
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| w.ascending_key(i as u32)),
+        );
+        self.keys.sort_unstable();
+        self.by_weight.clear();
+        self.by_weight
+            .extend(self.keys.iter().map(|&key| f64::key_index(key)));
+        self.sorted_weights.clear();
+        self.sorted_weights
+            .extend(self.keys.iter().map(|&key| f64::key_weight(key)));
+        self.position.clear();
+        self.position.resize(weights.len(), 0);
+        for (pos, &item) in state.slots.iter().enumerate() {
+            self.position[item as usize] = pos as u32;
+        }
+    }
+
+    /// Swaps the items at flat positions `a` and `b` in `state` and in the position index.
+    fn swap(&mut self, state: &mut PackState, a: usize, b: usize, weights: &[f64]) {
+        state.swap_positions(a, b, weights);
+        self.position[state.slots[a] as usize] = a as u32;
+        self.position[state.slots[b] as usize] = b as u32;
+    }
 }
 
 /// A candidate exchange: flat positions to swap, and the new load of the heavier side.
@@ -51,6 +94,41 @@ struct Exchange {
     new_max: f64,
     first: (usize, usize),
     second: Option<(usize, usize)>,
+}
+
+/// The loads around the heaviest pack in one round of the search.
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    /// The heaviest pack (lowest index on ties) and its load.
+    heaviest: usize,
+    high: f64,
+    /// The heaviest and the lightest load among the other packs.
+    floor: f64,
+    lightest: f64,
+}
+
+impl Round {
+    fn of(loads: &[f64]) -> Round {
+        let mut heaviest = 0;
+        for (p, &load) in loads.iter().enumerate() {
+            if load > loads[heaviest] {
+                heaviest = p;
+            }
+        }
+        let (mut floor, mut lightest) = (f64::NEG_INFINITY, f64::INFINITY);
+        for (p, &load) in loads.iter().enumerate() {
+            if p != heaviest {
+                floor = floor.max(load);
+                lightest = lightest.min(load);
+            }
+        }
+        Round {
+            heaviest,
+            high: loads[heaviest],
+            floor,
+            lightest,
+        }
+    }
 }
 
 /// Runs the search; returns the number of exchanges applied.
@@ -68,62 +146,37 @@ pub fn improve(
     if state.max_load() <= budget.good_enough {
         return 0;
     }
-    scratch.at.clear();
-    scratch.at.resize(state.slots.len(), 0.0);
-    for p in 0..m {
-        sort_pack(state, weights, p, &mut scratch.at);
-    }
+    scratch.index(state, weights);
     let mut rounds = 0;
     while rounds < budget.max_rounds {
-        let (h, high) = state.heaviest();
+        let round = Round::of(&state.loads);
+        let (h, high) = (round.heaviest, round.high);
         if high <= 0.0 || high <= budget.good_enough {
             break;
         }
         let threshold = high - high * MIN_GAIN;
-        // The lightest pack first (it allows the largest exchanges, so the bound found there prunes
-        // most other packs), then the others in index order; sorting every round would cost more
-        // than the pruning it adds.
-        let lightest = (0..m).filter(|&p| p != h).fold(usize::MAX, |best, p| {
-            if best == usize::MAX || state.loads[p] < state.loads[best] {
-                p
-            } else {
-                best
-            }
-        });
-        scratch.by_load.clear();
-        scratch.by_load.push(lightest as u32);
-        scratch
-            .by_load
-            .extend((0..m as u32).filter(|&p| p as usize != h && p as usize != lightest));
-        let mut best = best_single_swap(state, &scratch.at, colors, h, threshold, &scratch.by_load);
+        let mut best = best_single_swap(state, weights, colors, round, threshold, scratch);
         if best.is_none() && budget.pair_swap_partners > 0 {
-            if budget.pair_swap_partners < scratch.by_load.len() {
-                // The lightest packs allow the largest exchanges.
-                let loads = &state.loads;
-                scratch.by_load.sort_unstable_by(|&a, &b| {
-                    loads[a as usize]
-                        .total_cmp(&loads[b as usize])
-                        .then(a.cmp(&b))
-                });
-                scratch.by_load.truncate(budget.pair_swap_partners);
-            }
+            // The lightest packs allow the largest exchanges: those first (lowest index on ties).
+            let loads = &state.loads;
+            scratch.by_load.clear();
+            scratch
+                .by_load
+                .extend((0..m as u32).filter(|&p| p as usize != h));
+            scratch.by_load.sort_unstable_by(|&a, &b| {
+                loads[a as usize]
+                    .total_cmp(&loads[b as usize])
+                    .then(a.cmp(&b))
+            });
+            scratch
+                .by_load
+                .truncate(budget.pair_swap_partners.min(m - 1));
             best = best_pair_swap(state, weights, colors, h, threshold, scratch);
         }
         let Some(exchange) = best else { break };
-        state.swap_positions(exchange.first.0, exchange.first.1, weights);
+        scratch.swap(state, exchange.first.0, exchange.first.1, weights);
         if let Some((a, b)) = exchange.second {
-            state.swap_positions(a, b, weights);
-        }
-        let k = state.per_pack;
-        if let Some((a, b)) = exchange.second {
-            sort_pack(state, weights, a / k, &mut scratch.at);
-            sort_pack(state, weights, b / k, &mut scratch.at);
-        } else {
-            // One item changed in each pack: move just it to its place.
-            let (a, b) = exchange.first;
-            scratch.at.swap(a, b);
-            reinsert(state, &mut scratch.at, a);
-            reinsert(state, &mut scratch.at, b);
+            scratch.swap(state, a, b, weights);
         }
         rounds += 1;
     }
@@ -157,114 +210,52 @@ fn colors_allow(
     !clash(pb, ca, pos_b, ignore.1) && !clash(pa, cb, pos_a, ignore.0)
 }
 
-/// Keeps pack `p`'s items in ascending weight order (insertion sort: packs are small and nearly
-/// sorted after a swap; a pack filled heaviest first, as greedy starts leave it, is reversed) and
-/// `at` (the weight at each flat position) in step.
-fn sort_pack(state: &mut PackState, weights: &[f64], p: usize, at: &mut [f64]) {
-    let k = state.per_pack;
-    let items = &mut state.slots[p * k..(p + 1) * k];
-    let at = &mut at[p * k..(p + 1) * k];
-    if k > 1 && weights[items[0] as usize] > weights[items[k - 1] as usize] {
-        items.reverse();
-    }
-    for (w, &item) in at.iter_mut().zip(items.iter()) {
-        *w = weights[item as usize];
-    }
-    for i in 1..k {
-        let mut j = i;
-        while j > 0 && at[j - 1] > at[j] {
-            items.swap(j - 1, j);
-            at.swap(j - 1, j);
-            j -= 1;
-        }
-    }
-}
-
-/// Moves the item at flat position `pos` to its place in its (otherwise sorted) pack, keeping
-/// `at` in step.
-fn reinsert(state: &mut PackState, at: &mut [f64], pos: usize) {
-    let k = state.per_pack;
-    let (start, end) = (pos / k * k, pos / k * k + k);
-    let mut i = pos;
-    while i > start && at[i - 1] > at[i] {
-        at.swap(i - 1, i);
-        state.slots.swap(i - 1, i);
-        i -= 1;
-    }
-    while i + 1 < end && at[i] > at[i + 1] {
-        at.swap(i, i + 1);
-        state.slots.swap(i, i + 1);
-        i += 1;
-    }
-}
-
-/// The best one-for-one swap between the heaviest pack `h` and a lighter pack. Packs are sorted by
-/// weight, so for each item of `h` (ascending) the ideal partner (weight closest to
-/// `item - room / 2`) is found by one pointer sweeping the other pack: O(k) per pack pair.
+/// The best one-for-one swap between the heaviest pack and another one. Swapping item `a` (weight
+/// `wa`) of the heaviest pack with a lighter item `b` of pack `p` moves `d = wa - wb` and leaves the
+/// larger of `high - d` and `load(p) + d`; to beat `best` that needs `wb` in
+/// `(wa - (best - lightest), wa - (high - best))`, a window of the weight index that narrows as
+/// `best` falls. Stops early at a swap that brings the pair down to the second heaviest pack (no
+/// exchange of this round can do better).
 fn best_single_swap(
     state: &PackState,
-    at: &[f64],
+    weights: &[f64],
     colors: Option<&[u32]>,
-    h: usize,
+    round: Round,
     threshold: f64,
-    by_load: &[u32],
+    scratch: &SearchScratch,
 ) -> Option<Exchange> {
     let k = state.per_pack;
-    let high = state.loads[h];
-    // No exchange can bring the heaviest pack below the second heaviest: a swap reaching that is
-    // as good as this round gets, so the scan stops there.
-    let floor = by_load
-        .iter()
-        .map(|&p| state.loads[p as usize])
-        .fold(0.0, f64::max);
+    let Round {
+        heaviest: h,
+        high,
+        floor,
+        lightest,
+    } = round;
+    let sorted = &scratch.sorted_weights;
     let mut best: Option<Exchange> = None;
     let mut best_max = threshold;
-    let weight_at = |pos: usize| at[pos];
-    for &b in by_load {
-        let b = b as usize;
-        let low = state.loads[b];
-        if (high + low) * 0.5 >= best_max {
-            continue; // even a perfect exchange with this pack would not beat the best so far
-        }
-        let room = high - low;
-        let (h0, b0) = (h * k, b * k);
-        let mut j = 0;
-        for pa in h0..h0 + k {
-            let wa = weight_at(pa);
-            let target = wa - room * 0.5;
-            while j < k && weight_at(b0 + j) < target {
-                j += 1;
+    for pa in h * k..(h + 1) * k {
+        let wa = weights[state.slots[pa] as usize];
+        let mut i = sorted.partition_point(|&w| w <= wa - (best_max - lightest));
+        while i < sorted.len() && sorted[i] < wa - (high - best_max) {
+            let pb = scratch.position[scratch.by_weight[i] as usize] as usize;
+            let low = state.loads[pb / k];
+            let d = wa - sorted[i];
+            i += 1;
+            if pb / k == h || d <= 0.0 || d >= high - low {
+                continue;
             }
-            // The two items around the ideal partner; two more when colors forbid one of them.
-            let mut lo = (b0 + j).saturating_sub(1).max(b0);
-            let mut hi = (b0 + j + 1).min(b0 + k);
-            let mut widened = false;
-            let mut pb = lo;
-            while pb < hi {
-                let d = wa - weight_at(pb);
-                if d > 0.0 && d < room {
-                    let new_max = (high - d).max(low + d);
-                    if new_max < best_max {
-                        if colors_allow(state, colors, pa, pb, (usize::MAX, usize::MAX)) {
-                            best_max = new_max;
-                            best = Some(Exchange {
-                                new_max,
-                                first: (pa, pb),
-                                second: None,
-                            });
-                        } else if !widened {
-                            widened = true;
-                            lo = lo.saturating_sub(1).max(b0);
-                            hi = (hi + 1).min(b0 + k);
-                            pb = lo;
-                            continue;
-                        }
-                    }
+            let new_max = (high - d).max(low + d);
+            if new_max < best_max && colors_allow(state, colors, pa, pb, (usize::MAX, usize::MAX)) {
+                best_max = new_max;
+                best = Some(Exchange {
+                    new_max,
+                    first: (pa, pb),
+                    second: None,
+                });
+                if best_max <= floor {
+                    return best;
                 }
-                pb += 1;
-            }
-            if best_max <= floor {
-                return best;
             }
         }
     }
