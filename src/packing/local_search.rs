@@ -262,16 +262,32 @@ fn best_single_swap(
     best
 }
 
-fn fill_pairs(state: &PackState, weights: &[f64], pack: usize, out: &mut Vec<(f64, u32, u32)>) {
+/// The pairs of items of `pack` by weight sum ascending (ties by positions), as (sum, position,
+/// position); sorted as integer keys (sums are `>= 0`, so their bits order like the sums).
+fn fill_pairs(
+    state: &PackState,
+    weights: &[f64],
+    pack: usize,
+    keys: &mut Vec<u128>,
+    out: &mut Vec<(f64, u32, u32)>,
+) {
     let k = state.per_pack;
-    out.clear();
+    keys.clear();
     for i in pack * k..(pack + 1) * k {
         for j in i + 1..(pack + 1) * k {
-            let sum = weights[state.slots[i] as usize] + weights[state.slots[j] as usize];
-            out.push((sum, i as u32, j as u32));
+            let sum = weights[state.slots[i] as usize] + weights[state.slots[j] as usize] + 0.0;
+            keys.push((u128::from(sum.to_bits()) << 64) | ((i as u128) << 32) | j as u128);
         }
     }
-    out.sort_unstable_by(|x, y| x.0.total_cmp(&y.0).then((x.1, x.2).cmp(&(y.1, y.2))));
+    keys.sort_unstable();
+    out.clear();
+    out.extend(keys.iter().map(|&key| {
+        (
+            f64::from_bits((key >> 64) as u64),
+            (key >> 32) as u32,
+            key as u32,
+        )
+    }));
 }
 
 fn best_pair_swap(
@@ -290,7 +306,7 @@ fn best_pair_swap(
     let mut best_max = threshold;
     let mut pairs_h = std::mem::take(&mut scratch.pairs_h);
     let mut pairs_b = std::mem::take(&mut scratch.pairs_b);
-    fill_pairs(state, weights, h, &mut pairs_h);
+    fill_pairs(state, weights, h, &mut scratch.keys, &mut pairs_h);
     for &b in &scratch.by_load {
         let b = b as usize;
         let low = state.loads[b];
@@ -299,7 +315,7 @@ fn best_pair_swap(
         }
         let room = high - low;
         let target = room * 0.5;
-        fill_pairs(state, weights, b, &mut pairs_b);
+        fill_pairs(state, weights, b, &mut scratch.keys, &mut pairs_b);
         for &(sa, a1, a2) in &pairs_h {
             // Want sa - sb close to room / 2: sb close to sa - target.
             let want = sa - target;
