@@ -23,7 +23,7 @@ use crate::options::{Effort, Options};
 use crate::packing::Packer;
 use crate::packing::exact::{self, ExactScratch};
 use crate::packing::greedy::{
-    GreedyScratch, RoundsScratch, deal_rounds, greedy_pack, greedy_rounds,
+    GreedyScratch, RoundsScratch, deal_rounds, greedy_pack, greedy_rounds, rotated_rounds,
 };
 use crate::packing::local_search::{
     SearchBudget, SearchScratch, improve, pair_partners, repair_duplicates,
@@ -538,9 +538,10 @@ impl RefinedPlanner {
         outcome
     }
 
-    /// A node plan from DeepSeek's replica counts (capped at one replica per GPU), the rounds start
-    /// and the local search within `budget`; leaves it in `polish_state`, `items`, `colors` and
-    /// `counts` and returns its heaviest GPU.
+    /// A node plan from DeepSeek's replica counts (capped at one replica per GPU): the rotated
+    /// rounds when they already stay within `budget.good_enough`, else the dealt rounds and the
+    /// local search within `budget`; leaves it in `polish_state`, `items`, `colors` and `counts`
+    /// and returns its heaviest GPU.
     fn plan_node_cheaply(
         &mut self,
         experts: &[u32],
@@ -554,6 +555,15 @@ impl RefinedPlanner {
         let extra = self.slots_per_node - experts.len();
         let clean = if gpus_per_node > 1 && extra < experts.len() {
             self.sorted_node_items(extra, gpus_per_node as u32);
+            // The rotation ignores loads (cheap) and, as replicas of one expert are adjacent in
+            // `items`, can put two of them on one GPU only when an expert has a replica per GPU.
+            let may_clash = self.counts.iter().any(|&c| c as usize >= gpus_per_node);
+            if !may_clash
+                && rotated_rounds(&self.items, gpus_per_node, &mut self.polish_state)
+                    <= budget.good_enough
+            {
+                return self.polish_state.max_load();
+            }
             deal_rounds(
                 &self.items,
                 Some(&self.colors),
