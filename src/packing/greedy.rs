@@ -5,7 +5,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::state::PackState;
-use super::weight::{Weight, sort_descending};
+use super::weight::{Weight, insertion_sort, sort_descending};
 
 /// Reusable buffers of [`greedy_pack`].
 #[derive(Debug, Default)]
@@ -14,6 +14,14 @@ pub struct GreedyScratch<W: Weight> {
     order: Vec<u32>,
     heap: BinaryHeap<Reverse<W::Key>>,
     counts: Vec<u32>,
+}
+
+impl<W: Weight> GreedyScratch<W> {
+    /// The items of the last [`greedy_pack`] by weight descending (its packing order); empty when
+    /// it had one item per pack (no order needed).
+    pub fn order(&self) -> &[u32] {
+        &self.order
+    }
 }
 
 /// Below this many packs a scan of the open packs beats a heap.
@@ -35,6 +43,7 @@ pub fn greedy_pack<W: Weight>(
     pack_weights.clear();
     pack_weights.resize(num_packs, W::default());
     if per_pack == 1 {
+        scratch.order.clear();
         for i in 0..n {
             pack_of[i] = i as u32;
             rank[i] = 0;
@@ -264,19 +273,6 @@ pub struct RoundsScratch {
     keys: Vec<u64>,
     pack_keys: Vec<u64>,
     last_color: Vec<u32>,
-}
-
-/// Sorts distinct keys by insertion, cheap when `keys` is nearly sorted.
-fn insertion_sort(keys: &mut [u64]) {
-    for i in 1..keys.len() {
-        let key = keys[i];
-        let mut j = i;
-        while j > 0 && keys[j - 1] > key {
-            keys[j] = keys[j - 1];
-            j -= 1;
-        }
-        keys[j] = key;
-    }
 }
 
 /// A cheap start for the local search: items by weight descending (ordered on f32-rounded keys,

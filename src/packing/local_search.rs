@@ -14,7 +14,7 @@
 //! searches instead of a sweep over every pack.
 
 use super::state::PackState;
-use super::weight::Weight;
+use super::weight::{Weight, insertion_sort};
 
 /// Relative improvement an exchange must bring, so that rounding noise never cycles.
 const MIN_GAIN: f64 = 1e-12;
@@ -57,16 +57,28 @@ pub struct SearchScratch {
 }
 
 impl SearchScratch {
-    /// Indexes the items of `state` by weight and position.
-    fn index(&mut self, state: &PackState, weights: &[f64]) {
+    /// Indexes the items of `state` by weight and position; `descending` as in
+    /// [`improve_with_hint`].
+    fn index(&mut self, state: &PackState, weights: &[f64], descending: &[u32]) {
         self.keys.clear();
-        self.keys.extend(
-            weights
-                .iter()
-                .enumerate()
-                .map(|(i, &w)| w.ascending_key(i as u32)),
-        );
-        self.keys.sort_unstable();
+        if descending.len() == weights.len() {
+            // Nearly ascending already: insertion sort makes it exact.
+            self.keys.extend(
+                descending
+                    .iter()
+                    .rev()
+                    .map(|&i| weights[i as usize].ascending_key(i)),
+            );
+            insertion_sort(&mut self.keys);
+        } else {
+            self.keys.extend(
+                weights
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &w)| w.ascending_key(i as u32)),
+            );
+            self.keys.sort_unstable();
+        }
         self.by_weight.clear();
         self.by_weight
             .extend(self.keys.iter().map(|&key| f64::key_index(key)));
@@ -139,6 +151,20 @@ pub fn improve(
     budget: SearchBudget,
     scratch: &mut SearchScratch,
 ) -> usize {
+    improve_with_hint(state, weights, colors, budget, scratch, &[])
+}
+
+/// [`improve`] given `descending`: every item once, in roughly descending weight order (a greedy
+/// start's order), which makes indexing the items cheaper. Any order gives the same search; an
+/// empty slice means no hint.
+pub fn improve_with_hint(
+    state: &mut PackState,
+    weights: &[f64],
+    colors: Option<&[u32]>,
+    budget: SearchBudget,
+    scratch: &mut SearchScratch,
+    descending: &[u32],
+) -> usize {
     let m = state.num_packs();
     if m < 2 || state.per_pack == 0 {
         return 0;
@@ -146,7 +172,7 @@ pub fn improve(
     if state.max_load() <= budget.good_enough {
         return 0;
     }
-    scratch.index(state, weights);
+    scratch.index(state, weights, descending);
     let mut rounds = 0;
     while rounds < budget.max_rounds {
         let round = Round::of(&state.loads);

@@ -19,7 +19,7 @@ use crate::shape::{checked_product, require_multiple, require_positive};
 use differencing::{DifferencingScratch, balanced_differencing};
 use exact::ExactScratch;
 use greedy::{ColoredScratch, GreedyScratch, greedy_colored, greedy_pack};
-use local_search::{SearchBudget, SearchScratch, improve, repair_duplicates};
+use local_search::{SearchBudget, SearchScratch, improve_with_hint, repair_duplicates};
 pub use state::PackState;
 
 /// Work limits of the refined packer for one effort level.
@@ -76,6 +76,17 @@ fn budget(effort: Effort) -> PackBudget {
     }
 }
 
+/// Another start for [`Packer::pack`]: an assignment and, when known, the items in roughly
+/// descending weight order (a greedy's packing order, empty if unknown), which makes the search's
+/// setup cheaper.
+#[derive(Debug, Clone, Copy)]
+pub struct Start<'a> {
+    /// Each item's pack.
+    pub pack_of: &'a [u32],
+    /// Every item once, heaviest first (roughly), or empty.
+    pub descending: &'a [u32],
+}
+
 /// The refined packer with its reusable buffers. Not shared between threads; cheap to create.
 #[derive(Debug, Default)]
 pub struct Packer {
@@ -87,6 +98,8 @@ pub struct Packer {
     greedy_pack_of: Vec<u32>,
     candidate: PackState,
     seen: Vec<u32>,
+    /// The order hint of the current start (see [`Start::descending`]).
+    descending: Vec<u32>,
     /// The result of the last [`Packer::pack`].
     pub state: PackState,
 }
@@ -104,7 +117,7 @@ impl Packer {
         num_packs: usize,
         colors: Option<&[u32]>,
         effort: Effort,
-        extra_start: Option<&[u32]>,
+        extra_start: Option<Start<'_>>,
     ) -> &PackState {
         self.pack_until(weights, num_packs, colors, effort, extra_start, 0.0)
     }
@@ -116,11 +129,15 @@ impl Packer {
         num_packs: usize,
         colors: Option<&[u32]>,
         effort: Effort,
-        extra_start: Option<&[u32]>,
+        extra_start: Option<Start<'_>>,
         good_enough: f64,
     ) -> &PackState {
         let n = weights.len();
         let budget = budget(effort);
+        self.descending.clear();
+        if let Some(start) = extra_start {
+            self.descending.extend_from_slice(start.descending);
+        }
         self.pack_of.clear();
         self.pack_of.resize(n, 0);
         if n / num_packs <= 1 || num_packs == 1 {
@@ -173,7 +190,7 @@ impl Packer {
         }
         if let Some(start) = extra_start {
             self.consider(
-                start,
+                start.pack_of,
                 weights,
                 num_packs,
                 colors,
@@ -184,12 +201,13 @@ impl Packer {
         }
         self.greedy_pack_of = greedy_assignment;
         if !budget.search_every_start {
-            improve(
+            improve_with_hint(
                 &mut self.state,
                 weights,
                 colors,
                 search_budget,
                 &mut self.search,
+                &self.descending,
             );
         }
         if colors.is_none() && n <= budget.exact_items {
@@ -242,7 +260,14 @@ impl Packer {
             }
         }
         if search {
-            improve(&mut self.state, weights, colors, budget, &mut self.search);
+            improve_with_hint(
+                &mut self.state,
+                weights,
+                colors,
+                budget,
+                &mut self.search,
+                &self.descending,
+            );
         }
         (duplicates, self.state.max_load().to_bits())
     }
@@ -301,7 +326,11 @@ pub fn balanced_packing<L: Load>(
         );
         if options.algorithm == Algorithm::Refined {
             row_to_f64(row, &mut row64);
-            let state = packer.pack(&row64, num_packs, None, options.effort, Some(&pack_of));
+            let start = Start {
+                pack_of: &pack_of,
+                descending: greedy.order(),
+            };
+            let state = packer.pack(&row64, num_packs, None, options.effort, Some(start));
             state.write_assignment(&mut pack_of, &mut rank);
         }
         let out = layer * num_items..(layer + 1) * num_items;

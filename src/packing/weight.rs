@@ -88,6 +88,19 @@ pub fn sort_descending<W: Weight>(weights: &[W], keys: &mut Vec<W::Key>, order: 
     order.extend(keys.iter().map(|&k| W::key_index(k)));
 }
 
+/// Sorts distinct keys by insertion: cheap when `keys` is nearly sorted.
+pub fn insertion_sort<K: Ord + Copy>(keys: &mut [K]) {
+    for i in 1..keys.len() {
+        let key = keys[i];
+        let mut j = i;
+        while j > 0 && keys[j - 1] > key {
+            keys[j] = keys[j - 1];
+            j -= 1;
+        }
+        keys[j] = key;
+    }
+}
+
 /// Division of a load by a replica count, in the weight's own precision.
 pub trait PerReplica: Weight {
     /// `self / count`, rounded as the type rounds.

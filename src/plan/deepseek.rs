@@ -163,6 +163,7 @@ impl DeepSeekPlanner {
             mlogcnt: &self.mlogcnt,
             gpu_of: &self.gpu_of,
             rank_in_gpu: &self.rank_in_gpu,
+            by_weight: self.greedy.order(),
         }
     }
 }
@@ -178,4 +179,7 @@ pub struct NodePlan<'a> {
     pub gpu_of: &'a [u32],
     /// Each slot's position on its GPU.
     pub rank_in_gpu: &'a [u32],
+    /// The slots by replica load descending (on f32 loads: DeepSeek's packing order); empty with
+    /// one slot per GPU.
+    pub by_weight: &'a [u32],
 }

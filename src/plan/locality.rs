@@ -33,7 +33,7 @@ use crate::options::{Effort, Options};
 use crate::packing::exact::{self, ExactScratch};
 use crate::packing::greedy::{RoundsScratch, greedy_rounds};
 use crate::packing::local_search::{SearchBudget, SearchScratch, improve, pair_partners};
-use crate::packing::{PackState, Packer};
+use crate::packing::{PackState, Packer, Start};
 use crate::shape::{Policy, Shape};
 
 use super::refined::LOAD_TOLERANCE;
@@ -903,7 +903,10 @@ impl<'a> Layer<'a> {
                             self.q,
                             Some(&colors),
                             effort.min(Effort::Fast),
-                            Some(from),
+                            Some(Start {
+                                pack_of: from,
+                                descending: &[],
+                            }),
                             good_enough,
                         );
                         match searched {

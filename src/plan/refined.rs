@@ -20,16 +20,16 @@
 use crate::load::{Load, row_to_f64};
 use crate::metrics::max_gpu_load;
 use crate::options::{Effort, Options};
-use crate::packing::Packer;
 use crate::packing::exact::{self, ExactScratch};
 use crate::packing::greedy::{
     GreedyScratch, RoundsScratch, deal_rounds, greedy_pack, greedy_rounds, rotated_rounds,
 };
 use crate::packing::local_search::{
-    SearchBudget, SearchScratch, improve, pair_partners, repair_duplicates,
+    SearchBudget, SearchScratch, improve, improve_with_hint, pair_partners, repair_duplicates,
 };
 use crate::packing::state::PackState;
 use crate::packing::weight::{Weight, sort_descending};
+use crate::packing::{Packer, Start};
 use crate::shape::Shape;
 
 use super::counts::CountPlanner;
@@ -88,6 +88,8 @@ pub struct RefinedPlanner {
     hot_per: Vec<f64>,
     /// The layer's GPU loads, node by node, as planned so far.
     gpu_loads: Vec<f64>,
+    /// The items of a node loaded from DeepSeek's plan in its packing order (weight descending).
+    deepseek_order: Vec<u32>,
     /// Slots per node of the layer being planned.
     slots_per_node: usize,
 }
@@ -238,13 +240,13 @@ impl RefinedPlanner {
                 self.split_state
                     .write_assignment(&mut self.group_pack, &mut self.group_rank);
             } else {
-                let state = self.packer.pack(
-                    &self.group_loads,
-                    n,
-                    None,
-                    options.effort,
-                    Some(&self.group_pack),
-                );
+                let start = Start {
+                    pack_of: &self.group_pack,
+                    descending: self.greedy.order(),
+                };
+                let state =
+                    self.packer
+                        .pack(&self.group_loads, n, None, options.effort, Some(start));
                 state.write_assignment(&mut self.group_pack, &mut self.group_rank);
             }
         }
@@ -386,12 +388,13 @@ impl RefinedPlanner {
                 if self.polish_state.duplicates(&self.colors, &mut self.seen) > 0 {
                     repair_duplicates(&mut self.polish_state, &self.items, &self.colors, true);
                 }
-                improve(
+                improve_with_hint(
                     &mut self.polish_state,
                     &self.items,
                     Some(&self.colors),
                     budget,
                     &mut self.search,
+                    &self.deepseek_order,
                 );
                 self.polish_state.max_load()
             } else {
@@ -520,12 +523,13 @@ impl RefinedPlanner {
                     if state.duplicates(&self.colors, &mut self.seen) > 0 {
                         repair_duplicates(state, &self.items, &self.colors, true);
                     }
-                    improve(
+                    improve_with_hint(
                         state,
                         &self.items,
                         Some(&self.colors),
                         budget,
                         &mut self.search,
+                        &self.deepseek_order,
                     );
                     self.record_node(node, &experts, phy2log, logcnt);
                     self.node_covered[node] = true;
@@ -724,7 +728,7 @@ impl RefinedPlanner {
     /// When its heaviest GPU is at most `good_enough` and no GPU holds two replicas of one expert,
     /// it is written to `node_phy2log` (the node's slots, `k` per GPU) as it is (`Kept`, with its
     /// heaviest GPU; `counts` filled). Otherwise it is loaded into `polish_state`, `items`,
-    /// `colors` and `counts` (`Loaded`).
+    /// `colors`, `counts` and `deepseek_order` (`Loaded`).
     fn start_from_deepseek(
         &mut self,
         experts: &[u32],
@@ -769,6 +773,8 @@ impl RefinedPlanner {
         }
         self.polish_state
             .assign_from(plan.gpu_of, &self.items, gpus_per_node);
+        self.deepseek_order.clear();
+        self.deepseek_order.extend_from_slice(plan.by_weight);
         DeepSeekStart::Loaded
     }
 }
