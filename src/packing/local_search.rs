@@ -50,6 +50,8 @@ pub struct SearchScratch {
     /// Items by weight ascending (ties by item), and their weights in that order.
     by_weight: Vec<u32>,
     sorted_weights: Vec<f64>,
+    /// Each item's place in `by_weight`.
+    rank: Vec<u32>,
     /// Each item's flat position in the packing (kept in step with every exchange).
     position: Vec<u32>,
     pairs_h: Vec<(f64, u32, u32)>,
@@ -85,6 +87,11 @@ impl SearchScratch {
         self.sorted_weights.clear();
         self.sorted_weights
             .extend(self.keys.iter().map(|&key| f64::key_weight(key)));
+        self.rank.clear();
+        self.rank.resize(weights.len(), 0);
+        for (r, &item) in self.by_weight.iter().enumerate() {
+            self.rank[item as usize] = r as u32;
+        }
         self.position.clear();
         self.position.resize(weights.len(), 0);
         for (pos, &item) in state.slots.iter().enumerate() {
@@ -261,12 +268,19 @@ fn best_single_swap(
     let mut best: Option<Exchange> = None;
     let mut best_max = threshold;
     for pa in h * k..(h + 1) * k {
-        let wa = weights[state.slots[pa] as usize];
-        let mut i = sorted.partition_point(|&w| w <= wa - (best_max - lightest));
+        let a = state.slots[pa] as usize;
+        let wa = weights[a];
+        // The window ends below `a` in the index; walk down to its lower end (windows are narrow
+        // late in the search, where most rounds are), then up through it: largest moves first.
+        let mut i = scratch.rank[a] as usize;
+        while i > 0 && sorted[i - 1] > wa - (best_max - lightest) {
+            i -= 1;
+        }
         while i < sorted.len() && sorted[i] < wa - (high - best_max) {
+            let wb = sorted[i];
             let pb = scratch.position[scratch.by_weight[i] as usize] as usize;
             let low = state.loads[pb / k];
-            let d = wa - sorted[i];
+            let d = wa - wb;
             i += 1;
             if pb / k == h || d <= 0.0 || d >= high - low {
                 continue;
