@@ -85,6 +85,7 @@ pub struct RefinedPlanner {
     rounds: RoundsScratch,
     node_keys: Vec<u64>,
     hot_items: Vec<(f64, u32)>,
+    single_items: Vec<(f64, u32)>,
     hot_per: Vec<f64>,
     /// The layer's GPU loads, node by node, as planned so far.
     gpu_loads: Vec<f64>,
@@ -670,26 +671,26 @@ impl RefinedPlanner {
             replicas.extend(std::iter::repeat_n((per, j), c as usize));
         }
         replicas.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        self.items.clear();
-        self.colors.clear();
-        let rest = &keys[extra..];
+        let singles = &mut self.single_items;
+        singles.clear();
+        singles.extend(keys[extra..].iter().map(|&key| {
+            let j = f32::key_index(key);
+            (loads[j as usize], j)
+        }));
+        // Merged, hot replicas first on ties. A sentinel below every load ends each list, so the
+        // merge picks by a comparison (a select, not an unpredictable branch).
+        let total = replicas.len() + singles.len();
+        replicas.push((-1.0, u32::MAX));
+        singles.push((-1.0, u32::MAX));
+        self.items.resize(total, 0.0);
+        self.colors.resize(total, 0);
         let (mut h, mut r) = (0, 0);
-        while h < replicas.len() || r < rest.len() {
-            let single = rest.get(r).map(|&key| f32::key_index(key));
-            let take_hot = match (replicas.get(h), single) {
-                (Some(&(per, _)), Some(j)) => per >= loads[j as usize],
-                (hot, _) => hot.is_some(),
-            };
-            let (w, j) = if take_hot {
-                h += 1;
-                replicas[h - 1]
-            } else {
-                r += 1;
-                let j = single.expect("a single expert remains");
-                (loads[j as usize], j)
-            };
-            self.items.push(w);
-            self.colors.push(j);
+        for (w, j) in self.items.iter_mut().zip(self.colors.iter_mut()) {
+            let (hot, single) = (replicas[h], singles[r]);
+            let take_hot = hot.0 >= single.0;
+            (*w, *j) = if take_hot { hot } else { single };
+            h += usize::from(take_hot);
+            r += usize::from(!take_hot);
         }
     }
 
