@@ -334,18 +334,13 @@ pub fn rotated_rounds(weights: &[f64], num_packs: usize, state: &mut PackState) 
     let slots = &mut state.slots[..];
     let loads = &mut state.loads[..];
     for (r, round) in weights.chunks_exact(num_packs).enumerate() {
-        // Items 0.. of the round to packs `first`.., the rest wrap around to packs 0...
         let first = r % num_packs;
-        let (to_tail, to_head) = round.split_at(num_packs - first);
-        let item = r * num_packs;
-        for (i, (&w, load)) in to_tail.iter().zip(&mut loads[first..]).enumerate() {
-            slots[(first + i) * per_pack + r] = (item + i) as u32;
-            *load += w;
-        }
-        let item = item + to_tail.len();
-        for (i, (&w, load)) in to_head.iter().zip(&mut loads[..first]).enumerate() {
-            slots[i * per_pack + r] = (item + i) as u32;
-            *load += w;
+        for (i, &w) in round.iter().enumerate() {
+            // (i + first) mod num_packs, without a branch that would mispredict once a round.
+            let wrapped = i + first;
+            let p = wrapped - num_packs * usize::from(wrapped >= num_packs);
+            slots[p * per_pack + r] = (r * num_packs + i) as u32;
+            loads[p] += w;
         }
     }
     state.loads.iter().copied().fold(0.0, f64::max)

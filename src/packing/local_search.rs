@@ -128,22 +128,22 @@ struct Round {
 
 impl Round {
     fn of(loads: &[f64]) -> Round {
-        let mut heaviest = 0;
+        // Selects rather than branches: which pack is heaviest is not predictable.
+        let (mut heaviest, mut high) = (0, loads[0]);
         for (p, &load) in loads.iter().enumerate() {
-            if load > loads[heaviest] {
-                heaviest = p;
-            }
+            let heavier = load > high;
+            heaviest = if heavier { p } else { heaviest };
+            high = if heavier { load } else { high };
         }
         let (mut floor, mut lightest) = (f64::NEG_INFINITY, f64::INFINITY);
         for (p, &load) in loads.iter().enumerate() {
-            if p != heaviest {
-                floor = floor.max(load);
-                lightest = lightest.min(load);
-            }
+            let other = p != heaviest;
+            floor = if other { floor.max(load) } else { floor };
+            lightest = if other { lightest.min(load) } else { lightest };
         }
         Round {
             heaviest,
-            high: loads[heaviest],
+            high,
             floor,
             lightest,
         }
@@ -236,8 +236,12 @@ fn colors_allow(
     let (pa, pb) = (pos_a / k, pos_b / k);
     let clash = |pack: usize, color: u32, leaving: usize, also_leaving: usize| {
         let start = pack * k;
-        (start..start + k).any(|pos| {
-            pos != leaving && pos != also_leaving && colors[state.slots[pos] as usize] == color
+        // Every position, no early exit: the loop is then predictable.
+        (start..start + k).fold(false, |found, pos| {
+            found
+                | ((pos != leaving)
+                    & (pos != also_leaving)
+                    & (colors[state.slots[pos] as usize] == color))
         })
     };
     !clash(pb, ca, pos_b, ignore.1) && !clash(pa, cb, pos_a, ignore.0)

@@ -688,7 +688,7 @@ impl RefinedPlanner {
         for (w, j) in self.items.iter_mut().zip(self.colors.iter_mut()) {
             let (hot, single) = (replicas[h], singles[r]);
             let take_hot = hot.0 >= single.0;
-            (*w, *j) = if take_hot { hot } else { single };
+            (*w, *j) = [single, hot][usize::from(take_hot)];
             h += usize::from(take_hot);
             r += usize::from(!take_hot);
         }
