@@ -642,11 +642,12 @@ impl RefinedPlanner {
         for _ in 0..extra {
             // The largest load per replica, first on ties (the hot experts can take
             // `extra * (cap - 1) >= extra` slots in all, so one is below the cap).
-            let mut best = 0;
+            let (mut best, mut top) = (0, per[0]);
             for (i, &v) in per.iter().enumerate() {
-                if v > per[best] {
-                    best = i;
-                }
+                // Selects, not a branch: which expert leads is unpredictable.
+                let larger = v > top;
+                best = if larger { i } else { best };
+                top = if larger { v } else { top };
             }
             let j = f32::key_index(hot[best]) as usize;
             self.counts[j] += 1;
