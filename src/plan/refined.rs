@@ -64,6 +64,7 @@ pub struct RefinedPlanner {
     pack_loads_f32: Vec<f32>,
     node_experts: Vec<u32>,
     node_order: Vec<usize>,
+    node_totals: Vec<f64>,
     node_loads: Vec<f64>,
     counts: Vec<u32>,
     items: Vec<f64>,
@@ -312,13 +313,14 @@ impl RefinedPlanner {
         self.slots_per_node = slots_per_node;
         let gpus_per_node = shape.num_gpus / n;
         let k = shape.slots_per_gpu();
-        let node_total = |node: usize| -> f64 {
-            self.node_experts[node * experts_per_node..(node + 1) * experts_per_node]
-                .iter()
-                .map(|&x| self.row[x as usize])
-                .sum()
-        };
-        let node_loads: Vec<f64> = (0..n).map(node_total).collect();
+        // Each node's load: the sum of its groups' loads (from `split_groups`).
+        let mut node_totals = std::mem::take(&mut self.node_totals);
+        node_totals.clear();
+        node_totals.resize(n, 0.0);
+        for (&node, &load) in self.group_pack.iter().zip(&self.group_loads) {
+            node_totals[node as usize] += load;
+        }
+        let node_loads = &node_totals;
         self.node_order.clear();
         self.node_order.extend(0..n);
         self.node_order
@@ -463,6 +465,7 @@ impl RefinedPlanner {
             self.record_node(node, &experts, phy2log, logcnt);
         }
         self.experts = experts;
+        self.node_totals = node_totals;
     }
 
     /// Checks the bottleneck `node` (not started from DeepSeek) against DeepSeek's plan of the same
