@@ -274,12 +274,17 @@ fn best_single_swap(
     for pa in h * k..(h + 1) * k {
         let a = state.slots[pa] as usize;
         let wa = weights[a];
-        // The window ends below `a` in the index; walk down to its lower end (windows are narrow
-        // late in the search, where most rounds are), then up through it: largest moves first.
-        let mut i = scratch.rank[a] as usize;
-        while i > 0 && sorted[i - 1] > wa - (best_max - lightest) {
-            i -= 1;
+        // The window ends below `a` in the index: gallop down from `a` to its lower end (narrow
+        // windows, as late in the search, cost a step or two), then go up through it: largest
+        // moves first.
+        let lower = wa - (best_max - lightest);
+        let top = scratch.rank[a] as usize;
+        let mut reach = 1;
+        while reach <= top && sorted[top - reach] > lower {
+            reach *= 2;
         }
+        let from = top.saturating_sub(reach);
+        let mut i = from + sorted[from..top].partition_point(|&w| w <= lower);
         while i < sorted.len() && sorted[i] < wa - (high - best_max) {
             let wb = sorted[i];
             let pb = scratch.position[scratch.by_weight[i] as usize] as usize;
