@@ -10,54 +10,11 @@ mod support;
 use criterion::{Criterion, criterion_group, criterion_main};
 use eplb::ffi::{
     EPLB_ALGORITHM_DEEPSEEK, EPLB_ALGORITHM_REFINED, EPLB_EFFORT_DEFAULT, EPLB_EFFORT_FAST,
-    EPLB_EFFORT_MAX, EPLB_STATUS_OK, eplb_options, eplb_options_init, eplb_plan_experts,
-    eplb_rebalance_experts,
+    EPLB_EFFORT_MAX, EPLB_STATUS_OK, eplb_plan_experts, eplb_rebalance_experts,
 };
 use std::hint::black_box;
 
-struct Case {
-    name: &'static str,
-    replicas: usize,
-    groups: usize,
-    nodes: usize,
-    gpus: usize,
-}
-
-const CASES: &[Case] = &[
-    Case {
-        name: "prefill_4x8",
-        replicas: 288,
-        groups: 8,
-        nodes: 4,
-        gpus: 32,
-    },
-    Case {
-        name: "global_32",
-        replicas: 288,
-        groups: 8,
-        nodes: 3,
-        gpus: 32,
-    },
-    Case {
-        name: "decode_144",
-        replicas: 288,
-        groups: 8,
-        nodes: 18,
-        gpus: 144,
-    },
-];
-
-fn options(algorithm: i32, effort: i32) -> eplb_options {
-    let mut o = std::mem::MaybeUninit::<eplb_options>::uninit();
-    // SAFETY: o is a valid, aligned eplb_options-sized buffer; init fills every field.
-    let mut o = unsafe {
-        eplb_options_init(o.as_mut_ptr());
-        o.assume_init()
-    };
-    o.algorithm = algorithm;
-    o.effort = effort;
-    o
-}
+use support::{V3_CASES as CASES, c_options as options};
 
 fn bench(c: &mut Criterion) {
     let (loads, layers, experts) = match std::env::var("EPLB_BENCH_TRACE") {

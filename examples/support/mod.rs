@@ -146,6 +146,54 @@ pub fn shared_trace(name: &str) -> Option<String> {
     std::path::Path::new(&path).exists().then_some(path)
 }
 
+/// A DeepSeek-V3 plan shape of DESIGN.md section 5 (58 layers x 256 experts, 8 groups).
+pub struct Case {
+    pub name: &'static str,
+    pub replicas: usize,
+    pub groups: usize,
+    pub nodes: usize,
+    pub gpus: usize,
+}
+
+/// The shapes the benches and the speed table plan: prefill (hierarchical, 4 x 8 GPUs), global on
+/// 32 GPUs (3 nodes: the groups do not split evenly), decode (global, 144 GPUs, 2 slots each).
+pub const V3_CASES: &[Case] = &[
+    Case {
+        name: "prefill_4x8",
+        replicas: 288,
+        groups: 8,
+        nodes: 4,
+        gpus: 32,
+    },
+    Case {
+        name: "global_32",
+        replicas: 288,
+        groups: 8,
+        nodes: 3,
+        gpus: 32,
+    },
+    Case {
+        name: "decode_144",
+        replicas: 288,
+        groups: 8,
+        nodes: 18,
+        gpus: 144,
+    },
+];
+
+/// C-API options with `algorithm` and `effort`, the rest at their defaults.
+pub fn c_options(algorithm: i32, effort: i32) -> eplb::ffi::eplb_options {
+    let mut o = std::mem::MaybeUninit::<eplb::ffi::eplb_options>::uninit();
+    // SAFETY: `o` is a valid, aligned eplb_options-sized buffer; init fills every field.
+    let mut o = unsafe {
+        eplb::ffi::eplb_options_init(o.as_mut_ptr());
+        o.assume_init()
+    };
+    o.algorithm = algorithm;
+    o.effort = effort;
+    o
+}
+
 /// Median seconds per call of `f` over enough repetitions to fill about `budget` seconds.
 pub fn time_per_call<T>(budget: f64, mut f: impl FnMut() -> T) -> f64 {
     let start = Instant::now();
