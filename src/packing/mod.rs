@@ -41,7 +41,7 @@ fn budget(effort: Effort) -> PackBudget {
             rounds_per_item: 1,
             pair_swap_partners: 0,
             differencing_start: false,
-            greedy_start: true,
+            greedy_start: false,
             search_every_start: false,
             exact_items: 12,
             exact_nodes: 2_000,

@@ -6,8 +6,9 @@
 //! 2. Nodes heaviest first. The heaviest node starts from DeepSeek's own plan of the same groups and
 //!    local search only improves it (so it is never worse than DeepSeek's node). Every lighter node
 //!    only has to stay below the maximum reached so far: DeepSeek's replica rule capped at one
-//!    replica per GPU, a cheap start that deals the replicas in rounds (no GPU gets two replicas of
-//!    one expert when that can be avoided) and the same local search until it is below that bar.
+//!    replica per GPU, the replicas sorted once and placed in rotated rounds, kept when that is
+//!    below the bar; otherwise dealt in rounds (no GPU gets two replicas of one expert when that
+//!    can be avoided) and the same local search until it is below that bar.
 //!    With two slots per GPU, replica counts are chosen together with the pairing
 //!    ([`super::counts`]).
 //! 3. Never worse than DeepSeek, checked per layer without planning DeepSeek's whole layer: the
