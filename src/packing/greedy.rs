@@ -325,12 +325,8 @@ pub fn deal_rounds(
 /// `num_packs` consecutive items that straddles a round. Returns the heaviest pack's load.
 /// Precondition: `num_packs > 0` divides `weights.len()`.
 pub fn rotated_rounds(weights: &[f64], num_packs: usize, state: &mut PackState) -> f64 {
-    let per_pack = weights.len() / num_packs;
-    state.per_pack = per_pack;
-    state.slots.clear();
-    state.slots.resize(weights.len(), 0);
-    state.loads.clear();
-    state.loads.resize(num_packs, 0.0);
+    state.reset(weights.len(), num_packs);
+    let per_pack = state.per_pack;
     let slots = &mut state.slots[..];
     let loads = &mut state.loads[..];
     for (r, round) in weights.chunks_exact(num_packs).enumerate() {
@@ -354,12 +350,8 @@ fn deal(
     scratch: &mut RoundsScratch,
     state: &mut PackState,
 ) -> bool {
-    let per_pack = weights.len() / num_packs;
-    state.per_pack = per_pack;
-    state.slots.clear();
-    state.slots.resize(weights.len(), 0);
-    state.loads.clear();
-    state.loads.resize(num_packs, 0.0);
+    state.reset(weights.len(), num_packs);
+    let per_pack = state.per_pack;
     scratch.last_color.clear();
     scratch.last_color.resize(num_packs, u32::MAX);
     let mut clean = true;

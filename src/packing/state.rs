@@ -24,6 +24,16 @@ impl PackState {
         &self.slots[p * self.per_pack..(p + 1) * self.per_pack]
     }
 
+    /// Empties the state into `num_packs` packs of `num_items / num_packs` slots (all item 0, loads
+    /// 0) for a construction to fill.
+    pub fn reset(&mut self, num_items: usize, num_packs: usize) {
+        self.per_pack = num_items / num_packs;
+        self.slots.clear();
+        self.slots.resize(num_items, 0);
+        self.loads.clear();
+        self.loads.resize(num_packs, 0.0);
+    }
+
     /// Rebuilds the state from each item's pack; `pack_of` must give every pack `per_pack` items.
     pub fn assign_from(&mut self, pack_of: &[u32], weights: &[f64], num_packs: usize) {
         self.per_pack = pack_of.len() / num_packs;
