@@ -128,18 +128,22 @@ struct Round {
 
 impl Round {
     fn of(loads: &[f64]) -> Round {
-        // Selects rather than branches: which pack is heaviest is not predictable.
+        // One pass of selects (which pack is heaviest is not predictable; loads are never NaN).
+        // The lightest of the others is the lightest of all: the heaviest is below none.
         let (mut heaviest, mut high) = (0, loads[0]);
-        for (p, &load) in loads.iter().enumerate() {
+        let (mut floor, mut lightest) = (f64::NEG_INFINITY, loads[0]);
+        for (p, &load) in loads.iter().enumerate().skip(1) {
             let heavier = load > high;
+            floor = if heavier {
+                high
+            } else if load > floor {
+                load
+            } else {
+                floor
+            };
             heaviest = if heavier { p } else { heaviest };
             high = if heavier { load } else { high };
-        }
-        let (mut floor, mut lightest) = (f64::NEG_INFINITY, f64::INFINITY);
-        for (p, &load) in loads.iter().enumerate() {
-            let other = p != heaviest;
-            floor = if other { floor.max(load) } else { floor };
-            lightest = if other { lightest.min(load) } else { lightest };
+            lightest = if load < lightest { load } else { lightest };
         }
         Round {
             heaviest,
@@ -294,7 +298,11 @@ fn best_single_swap(
             if pb / k == h || d <= 0.0 || d >= high - low {
                 continue;
             }
-            let new_max = (high - d).max(low + d);
+            let new_max = if high - d > low + d {
+                high - d
+            } else {
+                low + d
+            };
             if new_max < best_max && colors_allow(state, colors, pa, pb, (usize::MAX, usize::MAX)) {
                 best_max = new_max;
                 best = Some(Exchange {
