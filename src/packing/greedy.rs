@@ -52,22 +52,22 @@ pub fn greedy_pack<W: Weight>(
         return;
     }
     sort_descending(weights, &mut scratch.keys, &mut scratch.order);
-    let counts = &mut scratch.counts;
-    counts.clear();
-    counts.resize(num_packs, 0);
-    if num_packs <= SCAN_LIMIT {
+    if num_packs <= SCAN_LIMIT && per_pack < 1 << COUNT_BITS {
         let scan = Scan {
             order: &scratch.order,
             weights,
             per_pack,
         };
         match num_packs {
-            0..=4 => scan.run::<4>(num_packs, counts, pack_weights, pack_of, rank),
-            5..=8 => scan.run::<8>(num_packs, counts, pack_weights, pack_of, rank),
-            9..=16 => scan.run::<16>(num_packs, counts, pack_weights, pack_of, rank),
-            _ => scan.run::<32>(num_packs, counts, pack_weights, pack_of, rank),
+            0..=4 => scan.run::<4>(num_packs, pack_weights, pack_of, rank),
+            5..=8 => scan.run::<8>(num_packs, pack_weights, pack_of, rank),
+            9..=16 => scan.run::<16>(num_packs, pack_weights, pack_of, rank),
+            _ => scan.run::<32>(num_packs, pack_weights, pack_of, rank),
         }
     } else {
+        let counts = &mut scratch.counts;
+        counts.clear();
+        counts.resize(num_packs, 0);
         let heap = &mut scratch.heap;
         heap.clear();
         heap.extend((0..num_packs as u32).map(|p| Reverse(W::default().ascending_key(p))));
@@ -93,38 +93,45 @@ struct Scan<'a, W: Weight> {
     per_pack: u32,
 }
 
+/// Bits of a scan key's index field below the pack: the pack's item count (see [`Scan::run`]).
+const COUNT_BITS: u32 = 16;
+
 impl<W: Weight> Scan<'_, W> {
     /// Runs the greedy with the open packs held in a fixed array of `P >= num_packs` keys: each
     /// open pack as its ascending key (weight, then index), a full or missing pack as a key above
     /// all of them, so the smallest key is the lightest open pack, lowest index on ties. The
     /// minimum is a balanced tree of comparisons and the update a select over the array, so the
-    /// keys stay in registers and each item's step is a short dependency chain.
+    /// keys stay in registers and each item's step is a short dependency chain. A key's index field
+    /// holds the pack above [`COUNT_BITS`] and its item count below (the order is unchanged: packs
+    /// differ), so the step needs no count from memory. Precondition: `per_pack < 2^COUNT_BITS`.
     fn run<const P: usize>(
         &self,
         num_packs: usize,
-        counts: &mut [u32],
         pack_weights: &mut [W],
         pack_of: &mut [u32],
         rank: &mut [u32],
     ) {
         let mut open = [W::MAX_KEY; P];
         for (p, key) in open.iter_mut().enumerate().take(num_packs) {
-            *key = W::default().ascending_key(p as u32);
+            *key = W::default().ascending_key((p as u32) << COUNT_BITS);
         }
         for &item in self.order {
             let key = min_of(&open);
-            let best = W::key_index(key) as usize;
+            let field = W::key_index(key);
+            let (best, count) = (
+                (field >> COUNT_BITS) as usize,
+                field & ((1 << COUNT_BITS) - 1),
+            );
             let item = item as usize;
             // The key holds the pack's weight exactly (its bits).
             let weight = W::key_weight(key) + self.weights[item];
             pack_of[item] = best as u32;
-            rank[item] = counts[best];
-            counts[best] += 1;
+            rank[item] = count;
             pack_weights[best] = weight;
-            let new_key = if counts[best] == self.per_pack {
+            let new_key = if count + 1 == self.per_pack {
                 W::MAX_KEY
             } else {
-                weight.ascending_key(best as u32)
+                weight.ascending_key(((best as u32) << COUNT_BITS) | (count + 1))
             };
             for (p, slot) in open.iter_mut().enumerate() {
                 if p == best {
