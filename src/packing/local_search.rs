@@ -9,9 +9,10 @@
 //!
 //! One-for-one swaps are found through an index of all items by weight: a swap of item `a` of the
 //! heaviest pack helps only if the other item is lighter by less than the gap between the two packs,
-//! so each item of the heaviest pack looks only at the items in that weight window. Late in the
-//! search the packs are close and the windows hold an item or two, so a round costs a few binary
-//! searches instead of a sweep over every pack.
+//! so each item of the heaviest pack looks only at the items in that weight window, found by
+//! galloping down the index from the item itself. Late in the search the packs are close and the
+//! windows hold an item or two, so a round costs a few short gallops instead of a sweep over every
+//! pack.
 
 use super::state::PackState;
 use super::weight::{Weight, insertion_sort};
