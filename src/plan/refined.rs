@@ -682,20 +682,35 @@ impl RefinedPlanner {
             let j = f32::key_index(key);
             (loads[j as usize], j)
         }));
-        // Merged, hot replicas first on ties. A sentinel below every load ends each list, so the
-        // merge picks by a comparison (a select, not an unpredictable branch).
+        // Merged, hot replicas first on ties. The singles lighter than every hot replica come after
+        // all of them: only the head before them is merged, the rest copied. A sentinel below
+        // every load ends each merged list, so the merge picks by a comparison (a select, not an
+        // unpredictable branch).
         let total = replicas.len() + singles.len();
-        replicas.push((-1.0, u32::MAX));
-        singles.push((-1.0, u32::MAX));
+        let lightest_hot = replicas.last().map_or(f64::INFINITY, |hot| hot.0);
+        let head = singles.partition_point(|single| single.0 > lightest_hot);
+        let merged = replicas.len() + head;
+        const END: (f64, u32) = (-1.0, u32::MAX);
+        replicas.push(END);
         self.items.resize(total, 0.0);
         self.colors.resize(total, 0);
         let (mut h, mut r) = (0, 0);
-        for (w, j) in self.items.iter_mut().zip(self.colors.iter_mut()) {
-            let (hot, single) = (replicas[h], singles[r]);
+        for (w, j) in self.items[..merged]
+            .iter_mut()
+            .zip(self.colors[..merged].iter_mut())
+        {
+            let (hot, single) = (replicas[h], if r < head { singles[r] } else { END });
             let take_hot = hot.0 >= single.0;
             (*w, *j) = [single, hot][usize::from(take_hot)];
             h += usize::from(take_hot);
             r += usize::from(!take_hot);
+        }
+        for ((w, j), &(load, expert)) in self.items[merged..]
+            .iter_mut()
+            .zip(self.colors[merged..].iter_mut())
+            .zip(&singles[head..])
+        {
+            (*w, *j) = (load, expert);
         }
     }
 
