@@ -10,11 +10,11 @@ mod support;
 use criterion::{Criterion, criterion_group, criterion_main};
 use eplb::ffi::{
     EPLB_ALGORITHM_DEEPSEEK, EPLB_ALGORITHM_REFINED, EPLB_EFFORT_DEFAULT, EPLB_EFFORT_FAST,
-    EPLB_EFFORT_MAX, EPLB_STATUS_OK, eplb_plan_experts, eplb_rebalance_experts,
+    EPLB_EFFORT_MAX,
 };
 use std::hint::black_box;
 
-use support::{V3_CASES as CASES, c_options as options};
+use support::{PlanBuffers, V3_CASES as CASES, c_options as options, c_plan};
 
 fn bench(c: &mut Criterion) {
     let (loads, layers, experts) = match std::env::var("EPLB_BENCH_TRACE") {
@@ -24,10 +24,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("plan");
     group.sample_size(30);
     for case in CASES {
-        let width = case.replicas - experts + 1;
-        let mut phy2log = vec![0i64; layers * case.replicas];
-        let mut log2phy = vec![0i64; layers * experts * width];
-        let mut logcnt = vec![0i64; layers * experts];
+        let mut out = PlanBuffers::new(layers, experts, case.replicas);
         for (label, algorithm, effort) in [
             ("deepseek", EPLB_ALGORITHM_DEEPSEEK, EPLB_EFFORT_DEFAULT),
             ("refined_fast", EPLB_ALGORITHM_REFINED, EPLB_EFFORT_FAST),
@@ -40,24 +37,14 @@ fn bench(c: &mut Criterion) {
             let opts = options(algorithm, effort);
             group.bench_function(format!("{}/{label}", case.name), |b| {
                 b.iter(|| {
-                    // SAFETY: every buffer has the documented length for this shape.
-                    let status = unsafe {
-                        eplb_rebalance_experts(
-                            black_box(loads.as_ptr()),
-                            layers,
-                            experts,
-                            case.replicas,
-                            case.groups,
-                            case.nodes,
-                            case.gpus,
-                            &opts,
-                            phy2log.as_mut_ptr(),
-                            log2phy.as_mut_ptr(),
-                            width,
-                            logcnt.as_mut_ptr(),
-                        )
-                    };
-                    assert_eq!(status, EPLB_STATUS_OK);
+                    c_plan(
+                        black_box(&loads),
+                        (layers, experts),
+                        case,
+                        &opts,
+                        &mut out,
+                        true,
+                    )
                 })
             });
         }
@@ -65,8 +52,7 @@ fn bench(c: &mut Criterion) {
     // The same plans without `log2phy` (`eplb_plan_experts` with a NULL `log2phy`): the planning
     // alone, without writing the 33-wide `log2phy` (3.9 MB for this shape).
     let case = &CASES[0];
-    let mut phy2log = vec![0i64; layers * case.replicas];
-    let mut logcnt = vec![0i64; layers * experts];
+    let mut out = PlanBuffers::new(layers, experts, case.replicas);
     for (label, algorithm) in [
         ("deepseek", EPLB_ALGORITHM_DEEPSEEK),
         ("refined", EPLB_ALGORITHM_REFINED),
@@ -74,28 +60,14 @@ fn bench(c: &mut Criterion) {
         let opts = options(algorithm, EPLB_EFFORT_DEFAULT);
         group.bench_function(format!("{}_without_log2phy/{label}", case.name), |b| {
             b.iter(|| {
-                // SAFETY: every non-NULL buffer has the documented length for this shape; NULL
-                // log2phy, group_node, old_phy2log and stats are allowed.
-                let status = unsafe {
-                    eplb_plan_experts(
-                        black_box(loads.as_ptr()),
-                        layers,
-                        experts,
-                        case.replicas,
-                        case.groups,
-                        case.nodes,
-                        case.gpus,
-                        &opts,
-                        std::ptr::null(),
-                        phy2log.as_mut_ptr(),
-                        std::ptr::null_mut(),
-                        0,
-                        logcnt.as_mut_ptr(),
-                        std::ptr::null_mut(),
-                        std::ptr::null_mut(),
-                    )
-                };
-                assert_eq!(status, EPLB_STATUS_OK);
+                c_plan(
+                    black_box(&loads),
+                    (layers, experts),
+                    case,
+                    &opts,
+                    &mut out,
+                    false,
+                )
             })
         });
     }

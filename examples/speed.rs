@@ -12,10 +12,10 @@ mod support;
 
 use eplb::ffi::{
     EPLB_ALGORITHM_DEEPSEEK, EPLB_ALGORITHM_REFINED, EPLB_EFFORT_DEFAULT, EPLB_EFFORT_MAX,
-    EPLB_STATUS_OK, eplb_options, eplb_plan_experts,
+    eplb_options,
 };
 use std::time::Instant;
-use support::{Case, V3_CASES, c_options, deepseek_like, fmt_time};
+use support::{Case, PlanBuffers, V3_CASES, c_options, c_plan, deepseek_like, fmt_time};
 
 const LAYERS: usize = 58;
 const EXPERTS: usize = 256;
@@ -65,41 +65,20 @@ fn main() {
             }
         }
     }
-    let width = 288 - EXPERTS + 1;
-    let mut phy2log = vec![0i64; LAYERS * 288];
-    let mut log2phy = vec![0i64; LAYERS * EXPERTS * width];
-    let mut logcnt = vec![0i64; LAYERS * EXPERTS];
+    // Every shape has 288 slots: one set of output buffers serves all variants.
+    let mut out = PlanBuffers::new(LAYERS, EXPERTS, 288);
     for _ in 0..rounds {
         for v in &mut variants {
-            let (l2p, l2p_width) = if v.log2phy {
-                (log2phy.as_mut_ptr(), width)
-            } else {
-                (std::ptr::null_mut(), 0)
-            };
             let start = Instant::now();
-            // SAFETY: every non-NULL buffer has the documented length for this shape (all shapes
-            // have 288 slots); NULL log2phy, group_node, old_phy2log and stats are allowed.
-            let status = unsafe {
-                eplb_plan_experts(
-                    loads.as_ptr(),
-                    LAYERS,
-                    EXPERTS,
-                    v.case.replicas,
-                    v.case.groups,
-                    v.case.nodes,
-                    v.case.gpus,
-                    &v.options,
-                    std::ptr::null(),
-                    phy2log.as_mut_ptr(),
-                    l2p,
-                    l2p_width,
-                    logcnt.as_mut_ptr(),
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                )
-            };
+            c_plan(
+                &loads,
+                (LAYERS, EXPERTS),
+                v.case,
+                &v.options,
+                &mut out,
+                v.log2phy,
+            );
             v.samples.push(start.elapsed().as_secs_f64());
-            assert_eq!(status, EPLB_STATUS_OK);
         }
     }
     println!(

@@ -194,6 +194,81 @@ pub fn c_options(algorithm: i32, effort: i32) -> eplb::ffi::eplb_options {
     o
 }
 
+/// Output buffers of C-API plans of `layers` x `experts` with `replicas` slots; `log2phy` rows are
+/// `replicas - experts + 1` wide, as DeepSeek sizes them.
+pub struct PlanBuffers {
+    pub phy2log: Vec<i64>,
+    pub log2phy: Vec<i64>,
+    pub width: usize,
+    pub logcnt: Vec<i64>,
+}
+
+impl PlanBuffers {
+    pub fn new(layers: usize, experts: usize, replicas: usize) -> Self {
+        let width = replicas - experts + 1;
+        PlanBuffers {
+            phy2log: vec![0; layers * replicas],
+            log2phy: vec![0; layers * experts * width],
+            width,
+            logcnt: vec![0; layers * experts],
+        }
+    }
+}
+
+/// Plans `loads` (`layers` x `experts`) for `case` through the C API: `eplb_rebalance_experts`
+/// (writing `log2phy`) when `with_log2phy`, else `eplb_plan_experts` with a NULL `log2phy`.
+/// Panics on a status other than OK or on buffers too small for the case.
+pub fn c_plan(
+    loads: &[f32],
+    (layers, experts): (usize, usize),
+    case: &Case,
+    options: &eplb::ffi::eplb_options,
+    out: &mut PlanBuffers,
+    with_log2phy: bool,
+) {
+    assert!(loads.len() >= layers * experts && out.phy2log.len() >= layers * case.replicas);
+    assert!(out.width == case.replicas - experts + 1 && out.logcnt.len() >= layers * experts);
+    // SAFETY: every buffer has at least the documented length for this shape (checked above);
+    // NULL log2phy, group_node, old_phy2log and stats are allowed in eplb_plan_experts.
+    let status = unsafe {
+        if with_log2phy {
+            eplb::ffi::eplb_rebalance_experts(
+                loads.as_ptr(),
+                layers,
+                experts,
+                case.replicas,
+                case.groups,
+                case.nodes,
+                case.gpus,
+                options,
+                out.phy2log.as_mut_ptr(),
+                out.log2phy.as_mut_ptr(),
+                out.width,
+                out.logcnt.as_mut_ptr(),
+            )
+        } else {
+            eplb::ffi::eplb_plan_experts(
+                loads.as_ptr(),
+                layers,
+                experts,
+                case.replicas,
+                case.groups,
+                case.nodes,
+                case.gpus,
+                options,
+                std::ptr::null(),
+                out.phy2log.as_mut_ptr(),
+                std::ptr::null_mut(),
+                0,
+                out.logcnt.as_mut_ptr(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        }
+    };
+    assert_eq!(status, eplb::ffi::EPLB_STATUS_OK);
+}
+
 /// Median seconds per call of `f` over enough repetitions to fill about `budget` seconds.
 pub fn time_per_call<T>(budget: f64, mut f: impl FnMut() -> T) -> f64 {
     let start = Instant::now();

@@ -5,7 +5,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::state::PackState;
-use super::weight::{Weight, insertion_sort, sort_descending};
+use super::weight::{Weight, insertion_sort, sort_descending, sort_rounded_descending};
 
 /// Reusable buffers of [`greedy_pack`].
 #[derive(Debug, Default)]
@@ -181,14 +181,7 @@ pub fn greedy_colored(
 ) {
     let n = weights.len();
     let per_pack = (n / num_packs) as u32;
-    scratch.keys.clear();
-    scratch.keys.extend(
-        weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| (w as f32).descending_key(i as u32)),
-    );
-    scratch.keys.sort_unstable();
+    sort_rounded_descending(weights, &mut scratch.keys);
     scratch.order.clear();
     scratch
         .order
@@ -300,14 +293,7 @@ pub fn greedy_rounds(
     scratch: &mut RoundsScratch,
     state: &mut PackState,
 ) -> bool {
-    scratch.keys.clear();
-    scratch.keys.extend(
-        weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| (w as f32).descending_key(i as u32)),
-    );
-    scratch.keys.sort_unstable();
+    sort_rounded_descending(weights, &mut scratch.keys);
     deal(weights, colors, num_packs, scratch, state)
 }
 

@@ -88,6 +88,20 @@ pub fn sort_descending<W: Weight>(weights: &[W], keys: &mut Vec<W::Key>, order: 
     order.extend(keys.iter().map(|&k| W::key_index(k)));
 }
 
+/// Fills `keys` with f64 weights' descending keys on their f32-rounded values (ties by index),
+/// sorted: a heuristic order, cheaper than exact f64 keys and deterministic. `f32::key_index`
+/// gives each key's item.
+pub fn sort_rounded_descending(weights: &[f64], keys: &mut Vec<u64>) {
+    keys.clear();
+    keys.extend(
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| (w as f32).descending_key(i as u32)),
+    );
+    keys.sort_unstable();
+}
+
 /// Sorts distinct keys by insertion: cheap when `keys` is nearly sorted.
 pub fn insertion_sort<K: Ord + Copy>(keys: &mut [K]) {
     for i in 1..keys.len() {

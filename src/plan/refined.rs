@@ -29,7 +29,7 @@ use crate::packing::local_search::{
     SearchBudget, SearchScratch, improve, improve_with_hint, pair_partners, repair_duplicates,
 };
 use crate::packing::state::PackState;
-use crate::packing::weight::{Weight, sort_descending};
+use crate::packing::weight::{Weight, sort_descending, sort_rounded_descending};
 use crate::packing::{Packer, Start};
 use crate::shape::Shape;
 
@@ -409,22 +409,7 @@ impl RefinedPlanner {
                 self.node_loads.clear();
                 self.node_loads
                     .extend(experts.iter().map(|&x| self.row[x as usize]));
-                self.count_planner.choose(
-                    &self.node_loads,
-                    slots_per_node,
-                    gpus_per_node,
-                    options.effort,
-                    &mut self.counts,
-                );
-                self.items.clear();
-                self.colors.clear();
-                for (j, &c) in self.counts.iter().enumerate() {
-                    let per_replica = self.node_loads[j] / f64::from(c);
-                    for _ in 0..c {
-                        self.items.push(per_replica);
-                        self.colors.push(j as u32);
-                    }
-                }
+                self.count_node_items(slots_per_node, gpus_per_node, options);
                 self.gpu_of.resize(self.items.len(), 0);
                 if searches {
                     // Two slots per GPU: the heaviest replica with the lightest is optimal for
@@ -567,11 +552,11 @@ impl RefinedPlanner {
             // The rotation ignores loads (cheap) and, as replicas of one expert are adjacent in
             // `items`, can put two of them on one GPU only when an expert has a replica per GPU.
             let may_clash = self.counts.iter().any(|&c| c as usize >= gpus_per_node);
-            if !may_clash
-                && rotated_rounds(&self.items, gpus_per_node, &mut self.polish_state)
-                    <= budget.good_enough
-            {
-                return self.polish_state.max_load();
+            if !may_clash {
+                let max = rotated_rounds(&self.items, gpus_per_node, &mut self.polish_state);
+                if max <= budget.good_enough {
+                    return max;
+                }
             }
             deal_rounds(
                 &self.items,
@@ -581,22 +566,7 @@ impl RefinedPlanner {
                 &mut self.polish_state,
             )
         } else {
-            self.count_planner.choose(
-                &self.node_loads,
-                self.slots_per_node,
-                gpus_per_node,
-                options.effort,
-                &mut self.counts,
-            );
-            self.items.clear();
-            self.colors.clear();
-            for (j, &c) in self.counts.iter().enumerate() {
-                let per_replica = self.node_loads[j] / f64::from(c);
-                for _ in 0..c {
-                    self.items.push(per_replica);
-                    self.colors.push(j as u32);
-                }
-            }
+            self.count_node_items(self.slots_per_node, gpus_per_node, options);
             greedy_rounds(
                 &self.items,
                 Some(&self.colors),
@@ -619,6 +589,27 @@ impl RefinedPlanner {
         state.max_load()
     }
 
+    /// The node's replica counts from the count planner (loads in `node_loads`) into `counts`, and
+    /// its replicas (each carrying `load / count`) into `items` and `colors`, expert by expert.
+    fn count_node_items(&mut self, slots_per_node: usize, gpus_per_node: usize, options: &Options) {
+        self.count_planner.choose(
+            &self.node_loads,
+            slots_per_node,
+            gpus_per_node,
+            options.effort,
+            &mut self.counts,
+        );
+        self.items.clear();
+        self.colors.clear();
+        for (j, &c) in self.counts.iter().enumerate() {
+            let per_replica = self.node_loads[j] / f64::from(c);
+            for _ in 0..c {
+                self.items.push(per_replica);
+                self.colors.push(j as u32);
+            }
+        }
+    }
+
     /// The node's replicas (loads in `node_loads`) in descending order into `items` and `colors`,
     /// with replica counts in `counts`: DeepSeek's rule (each redundant slot to the largest load
     /// per replica) capped at `cap` replicas, over the `extra` heaviest experts only (an expert
@@ -628,14 +619,7 @@ impl RefinedPlanner {
     fn sorted_node_items(&mut self, extra: usize, cap: u32) {
         let loads = &self.node_loads;
         let keys = &mut self.node_keys;
-        keys.clear();
-        keys.extend(
-            loads
-                .iter()
-                .enumerate()
-                .map(|(j, &w)| (w as f32).descending_key(j as u32)),
-        );
-        keys.sort_unstable();
+        sort_rounded_descending(loads, keys);
         self.counts.clear();
         self.counts.resize(loads.len(), 1);
         let hot = &keys[..extra];
