@@ -31,6 +31,9 @@ pub struct SearchBudget {
     /// Stop once the heaviest pack is at most this (0: search to the end). A caller that only
     /// needs this pack set to stay below a maximum reached elsewhere saves the rest of the search.
     pub good_enough: f64,
+    /// Sweeps of pairwise balancing (see [`balance_pairs`]) run once the heaviest pack turns out
+    /// to be improvable, before the exchanges around the heaviest pack (0: none).
+    pub balance_sweeps: usize,
 }
 
 /// Two-for-two partners of the node packings inside plans: every lighter pack from high effort
@@ -98,6 +101,26 @@ impl SearchScratch {
         for (pos, &item) in state.slots.iter().enumerate() {
             self.position[item as usize] = pos as u32;
         }
+    }
+
+    /// Refreshes every item's position after exchanges made without [`SearchScratch::swap`].
+    fn reposition(&mut self, state: &PackState) {
+        for (pos, &item) in state.slots.iter().enumerate() {
+            self.position[item as usize] = pos as u32;
+        }
+    }
+
+    /// A lower bound on the heaviest pack of any packing of the indexed items: the mean pack
+    /// load, and the heaviest item with the `per_pack - 1` lightest ones.
+    fn lower_bound(&self, state: &PackState) -> f64 {
+        let w = &self.sorted_weights;
+        let (Some(&heaviest), k) = (w.last(), state.per_pack) else {
+            return 0.0;
+        };
+        let mean = w.iter().sum::<f64>() / state.num_packs() as f64;
+        let with_lightest = heaviest + w[..k - 1].iter().sum::<f64>();
+        // Rounding may put either sum a little above the exact figure: stay below it.
+        mean.max(with_lightest) * (1.0 - 1e-12)
     }
 
     /// Swaps the items at flat positions `a` and `b` in `state` and in the position index.
@@ -185,30 +208,44 @@ pub fn improve_with_hint(
         return 0;
     }
     scratch.index(state, weights, descending);
+    // No exchange lowers the heaviest pack below the bound: stop there.
+    let stop = budget.good_enough.max(scratch.lower_bound(state));
+    let mut swept = budget.balance_sweeps == 0;
     let mut rounds = 0;
     while rounds < budget.max_rounds {
         let round = Round::of(&state.loads);
         let (h, high) = (round.heaviest, round.high);
-        if high <= 0.0 || high <= budget.good_enough {
+        if high <= 0.0 || high <= stop {
             break;
         }
         let threshold = high - high * MIN_GAIN;
         let mut best = best_single_swap(state, weights, colors, round, threshold, scratch);
+        if best.is_some() && !swept {
+            // There is work: first contract the whole spread, pair by pair.
+            swept = true;
+            let sweep_budget = budget.max_rounds - rounds;
+            rounds += balance_pairs(state, weights, colors, budget.balance_sweeps, sweep_budget);
+            scratch.reposition(state);
+            continue;
+        }
         if best.is_none() && budget.pair_swap_partners > 0 {
             // The lightest packs allow the largest exchanges: those first (lowest index on ties).
             let loads = &state.loads;
+            let by_load = |a: &u32, b: &u32| {
+                loads[*a as usize]
+                    .total_cmp(&loads[*b as usize])
+                    .then(a.cmp(b))
+            };
+            let partners = budget.pair_swap_partners.min(m - 1);
             scratch.by_load.clear();
             scratch
                 .by_load
                 .extend((0..m as u32).filter(|&p| p as usize != h));
-            scratch.by_load.sort_unstable_by(|&a, &b| {
-                loads[a as usize]
-                    .total_cmp(&loads[b as usize])
-                    .then(a.cmp(&b))
-            });
-            scratch
-                .by_load
-                .truncate(budget.pair_swap_partners.min(m - 1));
+            if partners < m - 1 {
+                scratch.by_load.select_nth_unstable_by(partners, by_load);
+                scratch.by_load.truncate(partners);
+            }
+            scratch.by_load.sort_unstable_by(by_load);
             best = best_pair_swap(state, weights, colors, h, threshold, scratch);
         }
         let Some(exchange) = best else { break };
@@ -220,6 +257,64 @@ pub fn improve_with_hint(
     }
     state.recompute_loads(weights);
     rounds
+}
+
+/// Pairs the packs heaviest with lightest, second heaviest with second lightest, and so on, and
+/// in each pair makes the one-for-one swap that brings the two loads closest; at most `sweeps`
+/// sweeps and `max_swaps` swaps. Returns the swaps made.
+///
+/// A swap moving `d` with `0 < d < gap` lowers the pair's heavier load and raises the lighter one,
+/// so the heaviest pack never rises, and the sum of squared loads falls. Where the exchanges
+/// around the heaviest pack lower one pack per exchange, a sweep narrows the whole spread at once.
+fn balance_pairs(
+    state: &mut PackState,
+    weights: &[f64],
+    colors: Option<&[u32]>,
+    sweeps: usize,
+    max_swaps: usize,
+) -> usize {
+    let m = state.num_packs();
+    let k = state.per_pack;
+    let mut order: Vec<(f64, usize)> = Vec::with_capacity(m);
+    let mut swaps = 0;
+    for _ in 0..sweeps {
+        order.clear();
+        order.extend(state.loads.iter().copied().zip(0..m));
+        order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let before = swaps;
+        for i in 0..m / 2 {
+            let (a, b) = (order[i].1, order[m - 1 - i].1);
+            let gap = state.loads[a] - state.loads[b];
+            // Leftover imbalance of the pair after moving `d`: |gap - 2d|; must shrink.
+            let mut best_rest = gap - gap * MIN_GAIN;
+            let mut best = None;
+            for pa in a * k..(a + 1) * k {
+                let wa = weights[state.slots[pa] as usize];
+                for pb in b * k..(b + 1) * k {
+                    let d = wa - weights[state.slots[pb] as usize];
+                    let rest = (gap - 2.0 * d).abs();
+                    if rest < best_rest
+                        && d > 0.0
+                        && colors_allow(state, colors, pa, pb, (usize::MAX, usize::MAX))
+                    {
+                        best_rest = rest;
+                        best = Some((pa, pb));
+                    }
+                }
+            }
+            if let Some((pa, pb)) = best {
+                state.swap_positions(pa, pb, weights);
+                swaps += 1;
+                if swaps == max_swaps {
+                    return swaps;
+                }
+            }
+        }
+        if swaps == before {
+            break;
+        }
+    }
+    swaps
 }
 
 fn colors_allow(
@@ -320,16 +415,29 @@ fn best_single_swap(
     best
 }
 
-/// The pairs of items of `pack` by weight sum ascending (ties by positions), as (sum, position,
-/// position); sorted as integer keys (sums are `>= 0`, so their bits order like the sums).
+/// The pairs of items of `pack` as (sum, position, position); with `sorted`, by sum ascending
+/// (ties by positions), sorted as integer keys (sums are `>= 0`, so their bits order like the
+/// sums), else by positions.
 fn fill_pairs(
     state: &PackState,
     weights: &[f64],
     pack: usize,
+    sorted: bool,
     keys: &mut Vec<u128>,
     out: &mut Vec<(f64, u32, u32)>,
 ) {
     let k = state.per_pack;
+    if !sorted {
+        out.clear();
+        for i in pack * k..(pack + 1) * k {
+            let wi = weights[state.slots[i] as usize];
+            for j in i + 1..(pack + 1) * k {
+                let sum = wi + weights[state.slots[j] as usize];
+                out.push((sum, i as u32, j as u32));
+            }
+        }
+        return;
+    }
     keys.clear();
     for i in pack * k..(pack + 1) * k {
         for j in i + 1..(pack + 1) * k {
@@ -364,7 +472,7 @@ fn best_pair_swap(
     let mut best_max = threshold;
     let mut pairs_h = std::mem::take(&mut scratch.pairs_h);
     let mut pairs_b = std::mem::take(&mut scratch.pairs_b);
-    fill_pairs(state, weights, h, &mut scratch.keys, &mut pairs_h);
+    fill_pairs(state, weights, h, false, &mut scratch.keys, &mut pairs_h);
     for &b in &scratch.by_load {
         let b = b as usize;
         let low = state.loads[b];
@@ -373,7 +481,7 @@ fn best_pair_swap(
         }
         let room = high - low;
         let target = room * 0.5;
-        fill_pairs(state, weights, b, &mut scratch.keys, &mut pairs_b);
+        fill_pairs(state, weights, b, true, &mut scratch.keys, &mut pairs_b);
         for &(sa, a1, a2) in &pairs_h {
             // Want sa - sb close to room / 2: sb close to sa - target.
             let want = sa - target;
@@ -493,4 +601,105 @@ pub fn repair_duplicates(
     }
     state.recompute_loads(weights);
     clean
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_of(packs: &[&[f64]]) -> (PackState, Vec<f64>) {
+        let weights: Vec<f64> = packs.iter().flat_map(|p| p.iter().copied()).collect();
+        let per_pack = packs[0].len();
+        let pack_of: Vec<u32> = (0..weights.len()).map(|i| (i / per_pack) as u32).collect();
+        let mut state = PackState::default();
+        state.assign_from(&pack_of, &weights, packs.len());
+        (state, weights)
+    }
+
+    fn sum_of_squares(state: &PackState) -> f64 {
+        state.loads.iter().map(|l| l * l).sum()
+    }
+
+    /// Every item once, `per_pack` per pack, loads matching the items.
+    fn assert_valid(state: &PackState, weights: &[f64]) {
+        let mut seen = vec![false; weights.len()];
+        for p in 0..state.num_packs() {
+            let sum: f64 = state.items(p).iter().map(|&i| weights[i as usize]).sum();
+            assert!((sum - state.loads[p]).abs() <= 1e-9 * sum.max(1.0));
+            for &i in state.items(p) {
+                assert!(!std::mem::replace(&mut seen[i as usize], true));
+            }
+        }
+        assert!(seen.iter().all(|&s| s));
+    }
+
+    #[test]
+    fn balance_pairs_pairs_heaviest_with_lightest() {
+        // Loads 19, 2, 15, 4 pair as (19, 2) and (15, 4). The best moves are 8.5 and 5.5; the
+        // closest swaps move 10 - 1 = 9 and 8 - 2 = 6 (the first found among equals).
+        let (mut state, weights) = state_of(&[&[10.0, 9.0], &[1.0, 1.0], &[8.0, 7.0], &[2.0, 2.0]]);
+        let before = sum_of_squares(&state);
+        let swaps = balance_pairs(&mut state, &weights, None, 1, usize::MAX);
+        assert_eq!(swaps, 2);
+        assert_valid(&state, &weights);
+        assert_eq!(state.loads, vec![10.0, 11.0, 9.0, 10.0]);
+        assert!(sum_of_squares(&state) < before);
+    }
+
+    #[test]
+    fn balance_pairs_respects_colors_and_the_swap_budget() {
+        let (mut state, weights) = state_of(&[&[10.0, 9.0], &[1.0, 1.0], &[8.0, 7.0], &[2.0, 2.0]]);
+        // Items 0 (10) and 2, 3 (the 1s) share a color: 10 may not join a 1, and a 1 may not
+        // join the 10, so the first pair cannot swap; the second can, once (budget of one swap).
+        let colors = [0, 1, 0, 0, 2, 3, 4, 5];
+        assert_eq!(balance_pairs(&mut state, &weights, Some(&colors), 4, 1), 1);
+        assert_valid(&state, &weights);
+        assert_eq!(state.loads, vec![19.0, 2.0, 9.0, 10.0]);
+    }
+
+    #[test]
+    fn search_never_raises_the_heaviest_pack_and_stops_at_the_bound() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut scratch = SearchScratch::default();
+        for case in 0..200 {
+            let (packs, per_pack) = (2 + case % 15, 1 + case % 7);
+            let n = packs * per_pack;
+            let weights: Vec<f64> = (0..n).map(|_| (4.0 * next()).exp()).collect();
+            let colors: Vec<u32> = (0..n).map(|i| (i % (n / 2 + 1)) as u32).collect();
+            let pack_of: Vec<u32> = (0..n).map(|i| (i % packs) as u32).collect();
+            let mut state = PackState::default();
+            state.assign_from(&pack_of, &weights, packs);
+            let start = state.max_load();
+            let dups = state.duplicates(&colors, &mut Vec::new());
+            let budget = SearchBudget {
+                max_rounds: 8 * n,
+                pair_swap_partners: case % 3,
+                good_enough: 0.0,
+                balance_sweeps: case % 4,
+            };
+            let colored = (case % 2 == 0).then_some(colors.as_slice());
+            improve(&mut state, &weights, colored, budget, &mut scratch);
+            assert_valid(&state, &weights);
+            assert!(state.max_load() <= start, "case {case}");
+            if colored.is_some() {
+                assert!(
+                    state.duplicates(&colors, &mut Vec::new()) <= dups,
+                    "case {case}"
+                );
+            }
+            // Once at the bound, a second search has nothing to do.
+            if state.max_load() <= scratch.lower_bound(&state) {
+                assert_eq!(
+                    improve(&mut state, &weights, colored, budget, &mut scratch),
+                    0
+                );
+            }
+        }
+    }
 }

@@ -28,6 +28,8 @@ struct PackBudget {
     rounds_per_item: usize,
     /// Two-for-two swap partners (see [`SearchBudget::pair_swap_partners`]).
     pair_swap_partners: usize,
+    /// Pairwise balancing sweeps (see [`SearchBudget::balance_sweeps`]).
+    balance_sweeps: usize,
     differencing_start: bool,
     greedy_start: bool,
     search_every_start: bool,
@@ -40,6 +42,7 @@ fn budget(effort: Effort) -> PackBudget {
         Effort::Fast => PackBudget {
             rounds_per_item: 1,
             pair_swap_partners: 0,
+            balance_sweeps: 0,
             differencing_start: false,
             greedy_start: false,
             search_every_start: false,
@@ -48,7 +51,8 @@ fn budget(effort: Effort) -> PackBudget {
         },
         Effort::Default => PackBudget {
             rounds_per_item: 8,
-            pair_swap_partners: 2,
+            pair_swap_partners: 0,
+            balance_sweeps: 2,
             differencing_start: false,
             greedy_start: false,
             search_every_start: false,
@@ -58,6 +62,7 @@ fn budget(effort: Effort) -> PackBudget {
         Effort::High => PackBudget {
             rounds_per_item: 32,
             pair_swap_partners: usize::MAX,
+            balance_sweeps: 2,
             differencing_start: true,
             greedy_start: true,
             search_every_start: true,
@@ -67,6 +72,7 @@ fn budget(effort: Effort) -> PackBudget {
         Effort::Max => PackBudget {
             rounds_per_item: 128,
             pair_swap_partners: usize::MAX,
+            balance_sweeps: 2,
             differencing_start: true,
             greedy_start: true,
             search_every_start: true,
@@ -151,6 +157,7 @@ impl Packer {
             max_rounds: budget.rounds_per_item * n,
             pair_swap_partners: budget.pair_swap_partners,
             good_enough,
+            balance_sweeps: budget.balance_sweeps,
         };
         let mut best_key = None;
         let search_each = budget.search_every_start;

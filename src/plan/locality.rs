@@ -850,6 +850,7 @@ impl<'a> Layer<'a> {
                     max_rounds: SEARCH_ROUNDS_PER_ITEM * self.s,
                     pair_swap_partners: pair_partners(effort),
                     good_enough,
+                    balance_sweeps: 0,
                 };
                 // A fresh deal first (the node's load usually changed too much for its old
                 // packing to be a good start: about half the search rounds), then the current

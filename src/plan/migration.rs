@@ -1176,6 +1176,7 @@ impl BlockSearch {
             max_rounds: 8 * m * k,
             pair_swap_partners: usize::MAX,
             good_enough: pb.limit,
+            balance_sweeps: 0,
         };
         improve(
             &mut self.state,

@@ -352,6 +352,7 @@ impl RefinedPlanner {
                 max_rounds: 8 * slots_per_node,
                 pair_swap_partners: pair_partners(options.effort),
                 good_enough,
+                balance_sweeps: 0,
             };
             if idx > 0 && !searches {
                 // A lighter node only needs to stay below the layer maximum: a cheap start and the
@@ -508,6 +509,7 @@ impl RefinedPlanner {
                         max_rounds: 8 * slots_per_node,
                         pair_swap_partners: pair_partners(options.effort),
                         good_enough: others_max,
+                        balance_sweeps: 0,
                     };
                     let state = &mut self.polish_state;
                     if state.duplicates(&self.colors, &mut self.seen) > 0 {
@@ -835,6 +837,7 @@ pub(crate) fn polish_packing(
         max_rounds: 8 * slots_per_node,
         pair_swap_partners: pair_partners(options.effort),
         good_enough: 0.0,
+        balance_sweeps: 0,
     };
     let mut pack_of = Vec::with_capacity(slots_per_node);
     for node_slots in phy2log.chunks_exact_mut(slots_per_node) {
