@@ -42,7 +42,7 @@ fn budget(effort: Effort) -> PackBudget {
         Effort::Fast => PackBudget {
             rounds_per_item: 1,
             pair_swap_partners: 0,
-            balance_sweeps: 1,
+            balance_sweeps: 2,
             differencing_start: false,
             greedy_start: false,
             search_every_start: false,
