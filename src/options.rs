@@ -18,9 +18,9 @@ pub enum Algorithm {
 pub enum Effort {
     /// Greedy start and a short swap search.
     Fast,
-    /// The default: swap search until no improving swap remains (in `balanced_packing`, then
-    /// two-for-two swaps with the two lightest packs), exact node splits for small group counts,
-    /// packing-aware replica counts.
+    /// The default: swap search until no improving swap remains (in `balanced_packing`, after
+    /// two sweeps of pairwise balancing), exact node splits for small group counts, packing-aware
+    /// replica counts.
     #[default]
     Default,
     /// Adds a differencing start, two-for-two swaps with every pack and a wider replica-count
