@@ -58,6 +58,9 @@ pub struct SearchScratch {
     rank: Vec<u32>,
     /// Each item's flat position in the packing (kept in step with every exchange).
     position: Vec<u32>,
+    /// The pack of the item at each place of `by_weight` (kept in step with every exchange), so
+    /// a window of the index reads its packs from one contiguous run.
+    pack_by_rank: Vec<u32>,
     pairs_h: Vec<(f64, u32, u32)>,
     pairs_b: Vec<(f64, u32, u32)>,
 }
@@ -98,15 +101,18 @@ impl SearchScratch {
         }
         self.position.clear();
         self.position.resize(weights.len(), 0);
-        for (pos, &item) in state.slots.iter().enumerate() {
-            self.position[item as usize] = pos as u32;
-        }
+        self.pack_by_rank.clear();
+        self.pack_by_rank.resize(weights.len(), 0);
+        self.reposition(state);
     }
 
-    /// Refreshes every item's position after exchanges made without [`SearchScratch::swap`].
+    /// Refreshes every item's position and pack (after exchanges made without
+    /// [`SearchScratch::swap`]).
     fn reposition(&mut self, state: &PackState) {
+        let k = state.per_pack;
         for (pos, &item) in state.slots.iter().enumerate() {
             self.position[item as usize] = pos as u32;
+            self.pack_by_rank[self.rank[item as usize] as usize] = (pos / k) as u32;
         }
     }
 
@@ -126,8 +132,12 @@ impl SearchScratch {
     /// Swaps the items at flat positions `a` and `b` in `state` and in the position index.
     fn swap(&mut self, state: &mut PackState, a: usize, b: usize, weights: &[f64]) {
         state.swap_positions(a, b, weights);
-        self.position[state.slots[a] as usize] = a as u32;
-        self.position[state.slots[b] as usize] = b as u32;
+        let k = state.per_pack;
+        for pos in [a, b] {
+            let item = state.slots[pos] as usize;
+            self.position[item] = pos as u32;
+            self.pack_by_rank[self.rank[item] as usize] = (pos / k) as u32;
+        }
     }
 }
 
@@ -158,13 +168,9 @@ impl Round {
         let (mut floor, mut lightest) = (f64::NEG_INFINITY, loads[0]);
         for (p, &load) in loads.iter().enumerate().skip(1) {
             let heavier = load > high;
-            floor = if heavier {
-                high
-            } else if load > floor {
-                load
-            } else {
-                floor
-            };
+            // The second heaviest: the larger of the old one and min(load, high).
+            let below = if heavier { high } else { load };
+            floor = if below > floor { below } else { floor };
             heaviest = if heavier { p } else { heaviest };
             high = if heavier { load } else { high };
             lightest = if load < lightest { load } else { lightest };
@@ -293,13 +299,14 @@ fn balance_pairs(
                 for pb in b * k..(b + 1) * k {
                     let d = wa - weights[state.slots[pb] as usize];
                     let rest = (gap - 2.0 * d).abs();
-                    if rest < best_rest
-                        && d > 0.0
-                        && colors_allow(state, colors, pa, pb, (usize::MAX, usize::MAX))
-                    {
-                        best_rest = rest;
-                        best = Some((pa, pb));
-                    }
+                    // Selects, not branches (which swap is best is not predictable); the colors
+                    // are checked on every candidate, where there are any.
+                    let take = (rest < best_rest)
+                        & (d > 0.0)
+                        & (colors.is_none()
+                            || colors_allow(state, colors, pa, pb, (usize::MAX, usize::MAX)));
+                    best_rest = if take { rest } else { best_rest };
+                    best = if take { Some((pa, pb)) } else { best };
                 }
             }
             if let Some((pa, pb)) = best {
@@ -386,20 +393,23 @@ fn best_single_swap(
         let from = top.saturating_sub(reach);
         let mut i = from + sorted[from..top].partition_point(|&w| w <= lower);
         while i < sorted.len() && sorted[i] < wa - (high - best_max) {
-            let wb = sorted[i];
-            let pb = scratch.position[scratch.by_weight[i] as usize] as usize;
-            let low = state.loads[pb / k];
-            let d = wa - wb;
-            i += 1;
-            if pb / k == h || d <= 0.0 || d >= high - low {
-                continue;
-            }
+            // One rarely taken branch per candidate: whether it helps is computed without
+            // branching (which candidates help is not predictable).
+            let p = scratch.pack_by_rank[i] as usize;
+            let low = state.loads[p];
+            let d = wa - sorted[i];
             let new_max = if high - d > low + d {
                 high - d
             } else {
                 low + d
             };
-            if new_max < best_max && colors_allow(state, colors, pa, pb, (usize::MAX, usize::MAX)) {
+            let helps = (p != h) & (d > 0.0) & (d < high - low) & (new_max < best_max);
+            i += 1;
+            if !helps {
+                continue;
+            }
+            let pb = scratch.position[scratch.by_weight[i - 1] as usize] as usize;
+            if colors_allow(state, colors, pa, pb, (usize::MAX, usize::MAX)) {
                 best_max = new_max;
                 best = Some(Exchange {
                     new_max,
