@@ -273,6 +273,18 @@ pub struct RoundsScratch {
     keys: Vec<u64>,
     pack_keys: Vec<u64>,
     last_color: Vec<u32>,
+    order: Vec<u32>,
+}
+
+impl RoundsScratch {
+    /// The items of the last [`greedy_rounds`] in their dealing order: by weight descending (on
+    /// f32-rounded weights, so nearly the exact order; a hint for the local search's index).
+    pub fn order(&mut self) -> &[u32] {
+        self.order.clear();
+        self.order
+            .extend(self.keys.iter().map(|&key| f32::key_index(key)));
+        &self.order
+    }
 }
 
 /// A cheap start for the local search: items by weight descending (ordered on f32-rounded keys,

@@ -32,7 +32,9 @@ use crate::metrics::{max_gpu_load, min_max_replica_load, off_home_share};
 use crate::options::{Effort, Options};
 use crate::packing::exact::{self, ExactScratch};
 use crate::packing::greedy::{RoundsScratch, greedy_rounds};
-use crate::packing::local_search::{SearchBudget, SearchScratch, improve, pair_partners};
+use crate::packing::local_search::{
+    SearchBudget, SearchScratch, improve, improve_with_hint, pair_partners,
+};
 use crate::packing::{PackState, Packer, Start};
 use crate::shape::{Policy, Shape};
 
@@ -858,7 +860,14 @@ impl<'a> Layer<'a> {
                 let dealt_clean =
                     greedy_rounds(&items, Some(&colors), self.q, &mut rounds, &mut dealt);
                 if dealt_clean {
-                    improve(&mut dealt, &items, Some(&colors), budget, &mut search);
+                    improve_with_hint(
+                        &mut dealt,
+                        &items,
+                        Some(&colors),
+                        budget,
+                        &mut search,
+                        rounds.order(),
+                    );
                 }
                 let mut state = None;
                 if dealt_clean && dealt.max_load() <= good_enough * (1.0 + PACK_SLACK) {
