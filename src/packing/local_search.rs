@@ -13,6 +13,13 @@
 //! galloping down the index from the item itself. Late in the search the packs are close and the
 //! windows hold an item or two, so a round costs a few short gallops instead of a sweep over every
 //! pack.
+//!
+//! Where the budget asks for them, sweeps of pairwise balancing (`balance_pairs`) come first,
+//! once the heaviest pack turns out to be improvable: they narrow the whole spread at once where the
+//! rounds above lower one pack at a time. The search stops at a lower bound on the heaviest pack (no
+//! exchange can go below it). Its hot loops decide with selects rather than branches: which
+//! candidate helps depends on the data, and a call on new loads finds the branch predictor
+//! untrained.
 
 use super::state::PackState;
 use super::weight::{Weight, insertion_sort};
@@ -31,7 +38,7 @@ pub struct SearchBudget {
     /// Stop once the heaviest pack is at most this (0: search to the end). A caller that only
     /// needs this pack set to stay below a maximum reached elsewhere saves the rest of the search.
     pub good_enough: f64,
-    /// Sweeps of pairwise balancing (see [`balance_pairs`]) run once the heaviest pack turns out
+    /// Sweeps of pairwise balancing (`balance_pairs`) run once the heaviest pack turns out
     /// to be improvable, before the exchanges around the heaviest pack (0: none).
     pub balance_sweeps: usize,
 }
