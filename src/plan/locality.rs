@@ -3,7 +3,7 @@
 //!
 //! The strict hierarchical plan keeps every replica on the home node of its expert's group, so the
 //! heaviest node bounds the layer: its GPUs carry at least `node load / GPUs per node`. With a
-//! budget `b` (`Options::max_off_home_share`), [`spend_budget`] rewrites a strict plan:
+//! budget `b` (`Options::max_off_home_share`), `spend_budget` rewrites a strict plan:
 //!
 //! 1. **Target.** Water-fill the node loads: the heaviest nodes may shed `b * total` together, so
 //!    the best reachable heaviest node is the level `h` with `sum max(0, node - h) = b * total`
