@@ -16,6 +16,18 @@ use std::hint::black_box;
 
 use support::{PlanBuffers, V3_CASES as CASES, c_options as options, c_plan};
 
+/// One C-API plan of `case` on loads the optimiser cannot see through.
+fn plan(
+    loads: &[f32],
+    size: (usize, usize),
+    case: &support::Case,
+    opts: &eplb::ffi::eplb_options,
+    out: &mut PlanBuffers,
+    with_log2phy: bool,
+) {
+    c_plan(black_box(loads), size, case, opts, out, with_log2phy)
+}
+
 fn bench(c: &mut Criterion) {
     let (loads, layers, experts) = match std::env::var("EPLB_BENCH_TRACE") {
         Ok(path) => support::read_trace(&path).expect("trace"),
@@ -36,16 +48,7 @@ fn bench(c: &mut Criterion) {
             }
             let opts = options(algorithm, effort);
             group.bench_function(format!("{}/{label}", case.name), |b| {
-                b.iter(|| {
-                    c_plan(
-                        black_box(&loads),
-                        (layers, experts),
-                        case,
-                        &opts,
-                        &mut out,
-                        true,
-                    )
-                })
+                b.iter(|| plan(&loads, (layers, experts), case, &opts, &mut out, true))
             });
         }
     }
@@ -59,16 +62,7 @@ fn bench(c: &mut Criterion) {
     ] {
         let opts = options(algorithm, EPLB_EFFORT_DEFAULT);
         group.bench_function(format!("{}_without_log2phy/{label}", case.name), |b| {
-            b.iter(|| {
-                c_plan(
-                    black_box(&loads),
-                    (layers, experts),
-                    case,
-                    &opts,
-                    &mut out,
-                    false,
-                )
-            })
+            b.iter(|| plan(&loads, (layers, experts), case, &opts, &mut out, false))
         });
     }
     group.finish();

@@ -18,6 +18,8 @@ pub mod packing;
 pub mod plan;
 pub mod replication;
 pub mod shape;
+#[cfg(test)]
+mod test_rng;
 
 pub use error::{Error, Result, Status};
 pub use load::Load;

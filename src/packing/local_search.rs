@@ -56,6 +56,7 @@ pub fn pair_partners(effort: crate::options::Effort) -> usize {
 /// Reusable buffers of [`improve`].
 #[derive(Debug, Default)]
 pub struct SearchScratch {
+    /// Packs by load: the two-for-two partners, or a balancing sweep's order.
     by_load: Vec<u32>,
     keys: Vec<u128>,
     /// Items by weight ascending (ties by item), and their weights in that order.
@@ -237,7 +238,14 @@ pub fn improve_with_hint(
             // There is work: first contract the whole spread, pair by pair.
             swept = true;
             let sweep_budget = budget.max_rounds - rounds;
-            rounds += balance_pairs(state, weights, colors, budget.balance_sweeps, sweep_budget);
+            rounds += balance_pairs(
+                state,
+                weights,
+                colors,
+                budget.balance_sweeps,
+                sweep_budget,
+                &mut scratch.by_load,
+            );
             scratch.reposition(state);
             continue;
         }
@@ -285,18 +293,24 @@ fn balance_pairs(
     colors: Option<&[u32]>,
     sweeps: usize,
     max_swaps: usize,
+    order: &mut Vec<u32>,
 ) -> usize {
     let m = state.num_packs();
     let k = state.per_pack;
-    let mut order: Vec<(f64, usize)> = Vec::with_capacity(m);
     let mut swaps = 0;
     for _ in 0..sweeps {
+        // Packs heaviest first (lowest index on ties).
+        let loads = &state.loads;
         order.clear();
-        order.extend(state.loads.iter().copied().zip(0..m));
-        order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        order.extend(0..m as u32);
+        order.sort_unstable_by(|&a, &b| {
+            loads[b as usize]
+                .total_cmp(&loads[a as usize])
+                .then(a.cmp(&b))
+        });
         let before = swaps;
         for i in 0..m / 2 {
-            let (a, b) = (order[i].1, order[m - 1 - i].1);
+            let (a, b) = (order[i] as usize, order[m - 1 - i] as usize);
             let gap = state.loads[a] - state.loads[b];
             // Leftover imbalance of the pair after moving `d`: |gap - 2d|; must shrink.
             let mut best_rest = gap - gap * MIN_GAIN;
@@ -656,7 +670,7 @@ mod tests {
         // closest swaps move 10 - 1 = 9 and 8 - 2 = 6 (the first found among equals).
         let (mut state, weights) = state_of(&[&[10.0, 9.0], &[1.0, 1.0], &[8.0, 7.0], &[2.0, 2.0]]);
         let before = sum_of_squares(&state);
-        let swaps = balance_pairs(&mut state, &weights, None, 1, usize::MAX);
+        let swaps = balance_pairs(&mut state, &weights, None, 1, usize::MAX, &mut Vec::new());
         assert_eq!(swaps, 2);
         assert_valid(&state, &weights);
         assert_eq!(state.loads, vec![10.0, 11.0, 9.0, 10.0]);
@@ -669,20 +683,16 @@ mod tests {
         // Items 0 (10) and 2, 3 (the 1s) share a color: 10 may not join a 1, and a 1 may not
         // join the 10, so the first pair cannot swap; the second can, once (budget of one swap).
         let colors = [0, 1, 0, 0, 2, 3, 4, 5];
-        assert_eq!(balance_pairs(&mut state, &weights, Some(&colors), 4, 1), 1);
+        let swaps = balance_pairs(&mut state, &weights, Some(&colors), 4, 1, &mut Vec::new());
+        assert_eq!(swaps, 1);
         assert_valid(&state, &weights);
         assert_eq!(state.loads, vec![19.0, 2.0, 9.0, 10.0]);
     }
 
     #[test]
     fn search_never_raises_the_heaviest_pack_and_stops_at_the_bound() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rng = crate::test_rng::XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut next = || rng.next_f64();
         let mut scratch = SearchScratch::default();
         for case in 0..200 {
             let (packs, per_pack) = (2 + case % 15, 1 + case % 7);

@@ -2117,13 +2117,8 @@ mod tests {
 
     #[test]
     fn assignment_is_optimal_on_small_matrices() {
-        let mut state = 12345u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::test_rng::XorShift(12345u64);
+        let mut next = || rng.next_u64();
         let mut assign = Assignment::default();
         let mut out = Vec::new();
         for case in 0..3000 {
@@ -2204,13 +2199,8 @@ mod tests {
 
     #[test]
     fn assignment_matches_the_dense_hungarian_on_larger_matrices() {
-        let mut state = 777u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::test_rng::XorShift(777u64);
+        let mut next = || rng.next_u64();
         let mut assign = Assignment::default();
         let mut out = Vec::new();
         for case in 0..400 {
