@@ -275,6 +275,29 @@ fn budgeted_plans_are_deterministic() {
 }
 
 #[test]
+fn negative_zero_loads_plan_like_zero_loads() {
+    // `-0.0` is a valid load (it is not below zero) and must weigh exactly like `0.0`.
+    let mut rng = Rng(0x2E20);
+    for _ in 0..200 {
+        let shape = random_hierarchical_shape(&mut rng);
+        let mut loads = random_loads(&mut rng, &shape);
+        for v in loads.iter_mut() {
+            if rng.below(4) == 0 {
+                *v = 0.0;
+            }
+        }
+        let negative: Vec<f32> = loads
+            .iter()
+            .map(|&v| if v == 0.0 { -0.0 } else { v })
+            .collect();
+        let budget = rng.pick(&[0.05, 0.2, 1.0]);
+        let plus = rebalance_experts(&loads, &shape, &options(budget)).expect("plan");
+        let minus = rebalance_experts(&negative, &shape, &options(budget)).expect("plan");
+        assert_eq!(plus, minus, "{shape:?}, budget {budget}");
+    }
+}
+
+#[test]
 fn the_global_policy_ignores_the_budget() {
     let mut rng = Rng(3);
     let mut checked = 0;

@@ -35,6 +35,7 @@ use crate::packing::greedy::{RoundsScratch, greedy_rounds};
 use crate::packing::local_search::{
     SearchBudget, SearchScratch, improve, improve_with_hint, pair_partners,
 };
+use crate::packing::weight::Weight;
 use crate::packing::{PackState, Packer, Start};
 use crate::shape::{Policy, Shape};
 
@@ -145,6 +146,7 @@ pub fn share_for_node_balance(node_loads: &[f64]) -> f64 {
 /// documentation). `phy2log` and `logcnt` are the layer's plan, rewritten in place when a better
 /// one within the budget exists; `group_node` gives each group's home node and is not changed.
 /// Does nothing under the global policy, with one node, a zero budget or no redundant slots.
+/// `scratch` holds the buffers between calls (any earlier content is ignored).
 pub(crate) fn spend_budget(
     loads: &[f64],
     shape: &Shape,
@@ -152,6 +154,7 @@ pub(crate) fn spend_budget(
     group_node: &[i64],
     phy2log: &mut [i64],
     logcnt: &mut [i64],
+    scratch: &mut BudgetScratch,
 ) {
     let budget = options.max_off_home_share;
     let (e, r, g, n, p) = (
@@ -180,9 +183,15 @@ pub(crate) fn spend_budget(
         return;
     }
     let k = shape.slots_per_gpu();
-    let mut gpu_loads = Vec::new();
-    let old_max = max_gpu_load(loads, phy2log, logcnt, k, &mut gpu_loads);
-    let mut layer = Layer::new(loads, shape, group_node);
+    let BudgetScratch {
+        layer,
+        repack,
+        gpu_loads,
+        new_phy2log,
+        new_logcnt,
+    } = scratch;
+    let old_max = max_gpu_load(loads, phy2log, logcnt, k, gpu_loads);
+    layer.prepare(loads, shape, group_node);
     layer.reset(phy2log, logcnt);
     let left = budget * total - layer.off_home_load();
     if left <= 0.0 {
@@ -195,18 +204,51 @@ pub(crate) fn spend_budget(
     if layer.run_moves(target, left) == 0 {
         return;
     }
-    layer.repack(options.effort);
-    let new_logcnt: Vec<i64> = layer.cnt.iter().map(|&c| i64::from(c)).collect();
-    let new_phy2log: Vec<i64> = layer.slots.iter().map(|&x| i64::from(x)).collect();
-    let new_max = max_gpu_load(loads, &new_phy2log, &new_logcnt, k, &mut gpu_loads);
+    layer.repack(options.effort, repack);
+    new_logcnt.clear();
+    new_logcnt.extend(layer.cnt.iter().map(|&c| i64::from(c)));
+    new_phy2log.clear();
+    new_phy2log.extend(layer.slots.iter().map(|&x| i64::from(x)));
+    let new_max = max_gpu_load(loads, new_phy2log, new_logcnt, k, gpu_loads);
     if new_max >= old_max * (1.0 - LOAD_TOLERANCE)
-        || off_home_share(loads, &new_phy2log, &new_logcnt, group_node, shape) > budget
-        || duplicates(&new_phy2log, k, e) > duplicates(phy2log, k, e)
+        || off_home_share(loads, new_phy2log, new_logcnt, group_node, shape) > budget
     {
         return;
     }
-    phy2log.copy_from_slice(&new_phy2log);
-    logcnt.copy_from_slice(&new_logcnt);
+    // A plan without duplicates has no more than the strict one (the usual case: no count).
+    let new_duplicates = duplicates(new_phy2log, k, e);
+    if new_duplicates > 0 && new_duplicates > duplicates(phy2log, k, e) {
+        return;
+    }
+    phy2log.copy_from_slice(new_phy2log);
+    logcnt.copy_from_slice(new_logcnt);
+}
+
+/// Reusable buffers of [`spend_budget`]: one per planner, not shared between threads.
+#[derive(Debug, Default)]
+pub(crate) struct BudgetScratch {
+    layer: Layer,
+    repack: RepackScratch,
+    gpu_loads: Vec<f64>,
+    new_phy2log: Vec<i64>,
+    new_logcnt: Vec<i64>,
+}
+
+/// Buffers of [`Layer::repack`].
+#[derive(Debug, Default)]
+struct RepackScratch {
+    packer: Packer,
+    search_state: PackState,
+    dealt: PackState,
+    search: SearchScratch,
+    rounds: RoundsScratch,
+    items: Vec<f64>,
+    colors: Vec<u32>,
+    start: Vec<u32>,
+    placed: Vec<u32>,
+    pack_of: Vec<u32>,
+    rank: Vec<u32>,
+    order: Vec<usize>,
 }
 
 /// Slots holding an expert that another slot of the same GPU already holds (as
@@ -282,9 +324,11 @@ fn insert_top(top: &mut [(f64, u32)], value: f64, expert: u32) {
     }
 }
 
-/// A layer's plan being rewritten: slots, counts and per-node figures.
-struct Layer<'a> {
-    loads: &'a [f64],
+/// A layer's plan being rewritten: slots, counts and per-node figures. Its buffers are reused from
+/// layer to layer ([`Layer::prepare`]).
+#[derive(Debug, Default)]
+struct Layer {
+    loads: Vec<f64>,
     /// Nodes, slots per node, GPUs per node, slots per GPU.
     n: usize,
     s: usize,
@@ -298,12 +342,14 @@ struct Layer<'a> {
     cnt: Vec<u32>,
     rep: Vec<f64>,
     home_cnt: Vec<u32>,
+    /// Replicas of each expert on each node: `on_node[expert * n + node]`.
+    on_node: Vec<u16>,
     /// Home experts of each node: `members[member_start[m]..member_start[m + 1]]`, heaviest first
     /// once `sorted[m]`.
     members: Vec<u32>,
     member_start: Vec<usize>,
     sorted: Vec<bool>,
-    keys: Vec<u128>,
+    keys: Vec<u64>,
     node_load: Vec<f64>,
     node_maxrep: Vec<f64>,
     /// Sum of the `k - 1` smallest replica loads of each node, and the largest of them.
@@ -317,52 +363,52 @@ struct Layer<'a> {
     receivers: Vec<Receiver>,
 }
 
-impl<'a> Layer<'a> {
-    fn new(loads: &'a [f64], shape: &Shape, group_node: &[i64]) -> Layer<'a> {
+impl Layer {
+    /// Sizes the buffers for `shape` and takes the layer's loads and homes.
+    fn prepare(&mut self, loads: &[f64], shape: &Shape, group_node: &[i64]) {
         let (e, r, n) = (shape.num_logical, shape.num_replicas, shape.num_nodes);
         let group_size = e / shape.num_groups;
-        let s = r / n;
-        let mut member_start = Vec::with_capacity(n + 1);
-        let mut members = Vec::with_capacity(e);
+        self.n = n;
+        self.s = r / n;
+        self.q = shape.num_gpus / n;
+        self.k = shape.slots_per_gpu();
+        self.loads.clear();
+        self.loads.extend_from_slice(loads);
+        self.member_start.clear();
+        self.members.clear();
         for node in 0..n {
-            let start = members.len();
-            member_start.push(start);
+            self.member_start.push(self.members.len());
             for (group, &home) in group_node.iter().enumerate() {
                 if home as usize == node {
-                    members
+                    self.members
                         .extend((group * group_size..(group + 1) * group_size).map(|x| x as u32));
                 }
             }
         }
-        member_start.push(members.len());
-        Layer {
-            loads,
-            n,
-            s,
-            q: shape.num_gpus / n,
-            k: shape.slots_per_gpu(),
-            slots: Vec::with_capacity(r),
-            home_of: group_node
+        self.member_start.push(self.members.len());
+        self.home_of.clear();
+        self.home_of.extend(
+            group_node
                 .iter()
-                .flat_map(|&home| std::iter::repeat_n(home as u32, group_size))
-                .collect(),
-            sorted: vec![false; n],
-            keys: Vec::new(),
-            cnt: Vec::with_capacity(e),
-            rep: Vec::with_capacity(e),
-            home_cnt: vec![0; e],
-            members,
-            member_start,
-            node_load: vec![0.0; n],
-            node_maxrep: vec![0.0; n],
-            node_fill: vec![0.0; n],
-            node_fill_max: vec![0.0; n],
-            victim: vec![None; n],
-            exporter: vec![false; n],
-            changed: vec![false; n],
-            values: Vec::with_capacity(s),
-            receivers: Vec::with_capacity(n),
+                .flat_map(|&home| std::iter::repeat_n(home as u32, group_size)),
+        );
+        for v in [
+            &mut self.node_load,
+            &mut self.node_maxrep,
+            &mut self.node_fill,
+            &mut self.node_fill_max,
+        ] {
+            v.clear();
+            v.resize(n, 0.0);
         }
+        self.sorted.clear();
+        self.sorted.resize(n, false);
+        self.victim.clear();
+        self.victim.resize(n, None);
+        self.exporter.clear();
+        self.exporter.resize(n, false);
+        self.changed.clear();
+        self.changed.resize(n, false);
     }
 
     /// Starts over from the plan row `phy2log` / `logcnt`.
@@ -378,9 +424,14 @@ impl<'a> Layer<'a> {
                 .zip(&self.cnt)
                 .map(|(&w, &c)| w / f64::from(c)),
         );
-        self.home_cnt.fill(0);
+        let e = self.cnt.len();
+        self.home_cnt.clear();
+        self.home_cnt.resize(e, 0);
+        self.on_node.clear();
+        self.on_node.resize(e * self.n, 0);
         for node in 0..self.n {
             for &x in &self.slots[node * self.s..(node + 1) * self.s] {
+                self.on_node[x as usize * self.n + node] += 1;
                 if self.home_of[x as usize] as usize == node {
                     self.home_cnt[x as usize] += 1;
                 }
@@ -410,28 +461,33 @@ impl<'a> Layer<'a> {
     }
 
     /// Orders the home experts of `node` heaviest first (lowest id on ties), so that the search
-    /// for a move can stop early. Loads are finite and `>= 0`: their bits order like the values.
+    /// for a move can stop early. The order is on loads rounded to `f32` (exact for `f32` loads;
+    /// ties by id), a cheaper key than the exact one and as deterministic.
     fn sort_members(&mut self, node: usize) {
         let members = &mut self.members[self.member_start[node]..self.member_start[node + 1]];
         self.keys.clear();
         self.keys.extend(
             members
                 .iter()
-                .map(|&x| (u128::from(!self.loads[x as usize].to_bits()) << 32) | u128::from(x)),
+                .map(|&x| (self.loads[x as usize] as f32).descending_key(x)),
         );
         self.keys.sort_unstable();
         for (dst, &key) in members.iter_mut().zip(&self.keys) {
-            *dst = key as u32;
+            *dst = f32::key_index(key);
         }
         self.sorted[node] = true;
     }
 
     /// Replicas of `x` on `node`.
     fn count_on(&self, x: u32, node: usize) -> usize {
-        self.slots[node * self.s..(node + 1) * self.s]
-            .iter()
-            .filter(|&&y| y == x)
-            .count()
+        usize::from(self.on_node[x as usize * self.n + node])
+    }
+
+    /// Puts `new` in place of `old` in the flat `slot` of `node`.
+    fn replace(&mut self, slot: usize, node: usize, old: u32, new: u32) {
+        self.slots[slot] = new;
+        self.on_node[old as usize * self.n + node] -= 1;
+        self.on_node[new as usize * self.n + node] += 1;
     }
 
     /// A lower estimate of the node's heaviest GPU after packing.
@@ -740,7 +796,7 @@ impl<'a> Layer<'a> {
             lowest = lowest.min(self.rep(m.taker));
         }
         let slot = self.pick_slot(b, y, x);
-        self.slots[slot] = x;
+        self.replace(slot, b, y, x);
         self.recount(y, -1);
         self.home_cnt[y as usize] -= 1;
         if m.kind == Kind::Add {
@@ -748,7 +804,7 @@ impl<'a> Layer<'a> {
         } else {
             let z = m.taker;
             let slot = self.pick_slot(a, x, z);
-            self.slots[slot] = z;
+            self.replace(slot, a, x, z);
             self.recount(z, 1);
             self.home_cnt[z as usize] += 1;
             if m.kind == Kind::Relocate {
@@ -807,24 +863,34 @@ impl<'a> Layer<'a> {
     /// A node is dealt afresh in rounds and improved by local search; when that ends more than
     /// `PACK_SLACK` above the level, the search also runs from the current packing and the better
     /// result counts, and the full packer is the last resort.
-    fn repack(&mut self, effort: Effort) {
+    fn repack(&mut self, effort: Effort, scratch: &mut RepackScratch) {
         let level = self.max_est() * (1.0 + PACK_SLACK);
-        let mut packer = Packer::default();
-        let mut search_state = PackState::default();
-        let mut dealt = PackState::default();
-        let mut search = SearchScratch::default();
-        let mut rounds = RoundsScratch::default();
-        let mut items = Vec::with_capacity(self.s);
-        let mut colors = Vec::with_capacity(self.s);
-        let start: Vec<u32> = (0..self.s).map(|i| (i / self.k) as u32).collect();
-        let mut placed = vec![0u32; self.s];
-        let (mut pack_of, mut rank) = (vec![0u32; self.s], vec![0u32; self.s]);
+        let RepackScratch {
+            packer,
+            search_state,
+            dealt,
+            search,
+            rounds,
+            items,
+            colors,
+            start,
+            placed,
+            pack_of,
+            rank,
+            order,
+        } = scratch;
+        start.clear();
+        start.extend((0..self.s).map(|i| (i / self.k) as u32));
+        placed.resize(self.s, 0);
+        pack_of.resize(self.s, 0);
+        rank.resize(self.s, 0);
         let mut bar = 0.0f64;
         // Changed nodes heaviest first: the first one sets the bar the others only need to meet.
-        let mut order: Vec<usize> = (0..self.n).collect();
+        order.clear();
+        order.extend(0..self.n);
         order.sort_by(|&a, &b| self.est(b).total_cmp(&self.est(a)).then(a.cmp(&b)));
         for pass in 0..2 {
-            for &node in &order {
+            for &node in order.iter() {
                 if self.changed[node] != (pass == 0) {
                     continue;
                 }
@@ -858,34 +924,28 @@ impl<'a> Layer<'a> {
                 // packing to be a good start: about half the search rounds), then the current
                 // packing when that misses the level by more than the slack.
                 let dealt_clean =
-                    greedy_rounds(&items, Some(&colors), self.q, &mut rounds, &mut dealt);
+                    greedy_rounds(items, Some(colors.as_slice()), self.q, rounds, dealt);
                 if dealt_clean {
                     improve_with_hint(
-                        &mut dealt,
-                        &items,
-                        Some(&colors),
+                        dealt,
+                        items,
+                        Some(colors.as_slice()),
                         budget,
-                        &mut search,
+                        search,
                         rounds.order(),
                     );
                 }
                 let mut state = None;
                 if dealt_clean && dealt.max_load() <= good_enough * (1.0 + PACK_SLACK) {
-                    state = Some(&dealt);
+                    state = Some(&*dealt);
                 } else if clean {
-                    search_state.assign_from(&start, &items, self.q);
-                    improve(
-                        &mut search_state,
-                        &items,
-                        Some(&colors),
-                        budget,
-                        &mut search,
-                    );
+                    search_state.assign_from(start, items, self.q);
+                    improve(search_state, items, Some(colors.as_slice()), budget, search);
                     if dealt_clean && dealt.max_load() < search_state.max_load() {
-                        std::mem::swap(&mut dealt, &mut search_state);
+                        std::mem::swap(dealt, search_state);
                     }
                     if search_state.max_load() <= good_enough * (1.0 + FALLBACK_MISS) {
-                        state = Some(&search_state);
+                        state = Some(&*search_state);
                     }
                 }
                 let state = match state {
@@ -895,23 +955,23 @@ impl<'a> Layer<'a> {
                         // worse then); fast effort: this node's estimate may be out of reach for
                         // any packing.
                         let searched = if clean {
-                            Some(&search_state)
+                            Some(&*search_state)
                         } else if dealt_clean {
-                            Some(&dealt)
+                            Some(&*dealt)
                         } else {
                             None
                         };
                         let from = match searched {
                             Some(searched) => {
-                                searched.write_assignment(&mut pack_of, &mut rank);
-                                &pack_of
+                                searched.write_assignment(pack_of, rank);
+                                pack_of.as_slice()
                             }
-                            None => &start,
+                            None => start.as_slice(),
                         };
                         let full = packer.pack_until(
-                            &items,
+                            items,
                             self.q,
-                            Some(&colors),
+                            Some(colors.as_slice()),
                             effort.min(Effort::Fast),
                             Some(Start {
                                 pack_of: from,
@@ -929,7 +989,7 @@ impl<'a> Layer<'a> {
                 for (pos, &item) in state.slots.iter().enumerate() {
                     placed[pos] = colors[item as usize];
                 }
-                self.slots[base..base + self.s].copy_from_slice(&placed);
+                self.slots[base..base + self.s].copy_from_slice(placed);
             }
         }
     }

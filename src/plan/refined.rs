@@ -35,6 +35,7 @@ use crate::shape::Shape;
 
 use super::counts::CountPlanner;
 use super::deepseek::{DeepSeekPlanner, NodePlan};
+use super::locality::BudgetScratch;
 
 /// Relative slack under which two GPU maxima count as equal (f64 summation noise).
 pub(crate) const LOAD_TOLERANCE: f64 = 1e-12;
@@ -95,6 +96,8 @@ pub struct RefinedPlanner {
     deepseek_order: Vec<u32>,
     /// Slots per node of the layer being planned.
     slots_per_node: usize,
+    /// Buffers of the locality budget's pass.
+    budget: BudgetScratch,
 }
 
 impl RefinedPlanner {
@@ -110,7 +113,15 @@ impl RefinedPlanner {
     ) {
         self.plan_strict(loads, shape, options, phy2log, logcnt, group_node);
         // Locality budget (issue 6): may trade `max_off_home_share` of the load for balance.
-        super::locality::spend_budget(&self.row, shape, options, group_node, phy2log, logcnt);
+        super::locality::spend_budget(
+            &self.row,
+            shape,
+            options,
+            group_node,
+            phy2log,
+            logcnt,
+            &mut self.budget,
+        );
     }
 
     /// The strict plan (every replica in its group's home node under the hierarchical policy).
