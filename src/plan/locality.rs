@@ -52,6 +52,10 @@ const PACK_SLACK: f64 = 5e-4;
 /// above the level it aims at.
 const FALLBACK_MISS: f64 = 3e-3;
 
+/// [`plan_from_counts`] is tried only when the budget's target is at least this far (relative)
+/// below the strict plan's lower bound; closer, the result would too often miss the bound.
+const DIRECT_MARGIN: f64 = 1e-3;
+
 /// Exchanges the repacking search may apply, per replica of the node.
 const SEARCH_ROUNDS_PER_ITEM: usize = 8;
 
@@ -156,6 +160,65 @@ pub(crate) fn spend_budget(
     logcnt: &mut [i64],
     scratch: &mut BudgetScratch,
 ) {
+    spend(
+        loads,
+        shape,
+        options,
+        group_node,
+        (phy2log, logcnt),
+        scratch,
+        Baseline::StrictPlan,
+    );
+}
+
+/// The budgeted plan of a layer from the strict plan's replicas before they are packed:
+/// `phy2log` holds each node's replicas in any order (its home experts only, `logcnt` their
+/// counts), so the strict plan's packing is never computed. Every node is packed once, after the
+/// moves. Returns `true` when the plan is written: it is then below the strict plan's lower bound
+/// (its heaviest node spread over the node's GPUs), so below the strict plan whatever its
+/// packing, and has no duplicated replica. Returns `false`, with `phy2log` and `logcnt` as they
+/// were, when the budget cannot lower the layer below that bound by a clear margin or the result
+/// misses it; the caller then plans the strict layer and [`spend_budget`]s on it.
+pub(crate) fn plan_from_counts(
+    loads: &[f64],
+    shape: &Shape,
+    options: &Options,
+    group_node: &[i64],
+    phy2log: &mut [i64],
+    logcnt: &mut [i64],
+    scratch: &mut BudgetScratch,
+) -> bool {
+    spend(
+        loads,
+        shape,
+        options,
+        group_node,
+        (phy2log, logcnt),
+        scratch,
+        Baseline::StrictCounts,
+    )
+}
+
+/// What the budget pass starts from, and so what its result must beat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Baseline {
+    /// The strict plan: the result needs a lower GPU maximum and no more duplicated replicas.
+    StrictPlan,
+    /// The strict plan's replicas per node, unpacked: the result needs a GPU maximum below the
+    /// strict plan's lower bound and no duplicated replica.
+    StrictCounts,
+}
+
+/// The budget pass of [`spend_budget`] and [`plan_from_counts`]; `true` when it rewrote the plan.
+fn spend(
+    loads: &[f64],
+    shape: &Shape,
+    options: &Options,
+    group_node: &[i64],
+    (phy2log, logcnt): (&mut [i64], &mut [i64]),
+    scratch: &mut BudgetScratch,
+    baseline: Baseline,
+) -> bool {
     let budget = options.max_off_home_share;
     let (e, r, g, n, p) = (
         shape.num_logical,
@@ -176,11 +239,11 @@ pub(crate) fn spend_budget(
         || group_node.iter().any(|&h| h < 0 || h as usize >= n)
         || phy2log.iter().any(|&x| x < 0 || x as usize >= e)
     {
-        return;
+        return false;
     }
     let total: f64 = loads.iter().sum();
     if !total.is_finite() || total <= 0.0 {
-        return;
+        return false;
     }
     let k = shape.slots_per_gpu();
     let BudgetScratch {
@@ -190,19 +253,34 @@ pub(crate) fn spend_budget(
         new_phy2log,
         new_logcnt,
     } = scratch;
-    let old_max = max_gpu_load(loads, phy2log, logcnt, k, gpu_loads);
     layer.prepare(loads, shape, group_node);
     layer.reset(phy2log, logcnt);
     let left = budget * total - layer.off_home_load();
     if left <= 0.0 {
-        return;
+        return false;
     }
     let target = (water_level(&layer.node_load, left) / layer.q as f64).max(total / p as f64);
-    if old_max <= target * (1.0 + MIN_GAIN) {
-        return;
+    // The maximum to beat, and the level below which trying pays.
+    let (to_beat, worth_below) = match baseline {
+        Baseline::StrictPlan => {
+            let old_max = max_gpu_load(loads, phy2log, logcnt, k, gpu_loads);
+            (old_max, old_max * (1.0 - MIN_GAIN))
+        }
+        Baseline::StrictCounts => {
+            // Home replicas only: each node's load is its groups' load.
+            let bound = layer.node_load.iter().copied().fold(0.0, f64::max) / layer.q as f64;
+            (bound * (1.0 - MIN_GAIN), bound * (1.0 - DIRECT_MARGIN))
+        }
+    };
+    if target >= worth_below {
+        return false;
     }
     if layer.run_moves(target, left) == 0 {
-        return;
+        return false;
+    }
+    if baseline == Baseline::StrictCounts {
+        // No node is packed yet.
+        layer.changed.fill(true);
     }
     layer.repack(options.effort, repack);
     new_logcnt.clear();
@@ -210,18 +288,23 @@ pub(crate) fn spend_budget(
     new_phy2log.clear();
     new_phy2log.extend(layer.slots.iter().map(|&x| i64::from(x)));
     let new_max = max_gpu_load(loads, new_phy2log, new_logcnt, k, gpu_loads);
-    if new_max >= old_max * (1.0 - LOAD_TOLERANCE)
-        || off_home_share(loads, new_phy2log, new_logcnt, group_node, shape) > budget
-    {
-        return;
+    let beaten = match baseline {
+        Baseline::StrictPlan => new_max < to_beat * (1.0 - LOAD_TOLERANCE),
+        Baseline::StrictCounts => new_max < to_beat,
+    };
+    if !beaten || off_home_share(loads, new_phy2log, new_logcnt, group_node, shape) > budget {
+        return false;
     }
     // A plan without duplicates has no more than the strict one (the usual case: no count).
     let new_duplicates = duplicates(new_phy2log, k, e);
-    if new_duplicates > 0 && new_duplicates > duplicates(phy2log, k, e) {
-        return;
+    if new_duplicates > 0
+        && (baseline == Baseline::StrictCounts || new_duplicates > duplicates(phy2log, k, e))
+    {
+        return false;
     }
     phy2log.copy_from_slice(new_phy2log);
     logcnt.copy_from_slice(new_logcnt);
+    true
 }
 
 /// Reusable buffers of [`spend_budget`]: one per planner, not shared between threads.
@@ -531,7 +614,9 @@ impl Layer {
             0.0
         } else if fill <= SMALL_FILL {
             let mut small = [f64::INFINITY; SMALL_FILL];
-            for &x in node_slots {
+            // Backwards: a node's replicas often come heaviest first (the strict plan's counts
+            // are written in descending order), and ascending values are rarely inserted.
+            for &x in node_slots.iter().rev() {
                 let v = self.rep[x as usize];
                 if v < small[fill - 1] {
                     let mut i = fill - 1;

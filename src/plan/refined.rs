@@ -31,7 +31,7 @@ use crate::packing::local_search::{
 use crate::packing::state::PackState;
 use crate::packing::weight::{Weight, sort_descending, sort_rounded_descending};
 use crate::packing::{Packer, Start};
-use crate::shape::Shape;
+use crate::shape::{Policy, Shape};
 
 use super::counts::CountPlanner;
 use super::deepseek::{DeepSeekPlanner, NodePlan};
@@ -111,8 +111,13 @@ impl RefinedPlanner {
         logcnt: &mut [i64],
         group_node: &mut [i64],
     ) {
+        // Locality budget (issue 6): may trade `max_off_home_share` of the load for balance;
+        // planned from the strict replica counts where that provably beats the strict plan,
+        // else on top of the strict plan.
+        if self.plan_within_budget(loads, shape, options, phy2log, logcnt, group_node) {
+            return;
+        }
         self.plan_strict(loads, shape, options, phy2log, logcnt, group_node);
-        // Locality budget (issue 6): may trade `max_off_home_share` of the load for balance.
         super::locality::spend_budget(
             &self.row,
             shape,
@@ -122,6 +127,85 @@ impl RefinedPlanner {
             logcnt,
             &mut self.budget,
         );
+    }
+
+    /// A layer with a locality budget planned without its strict packing: the groups split as
+    /// in the strict plan, each node's replicas counted by DeepSeek's rule capped at one per GPU
+    /// (as the strict plan's lighter nodes), then [`super::locality::plan_from_counts`]. `false`
+    /// where that does not apply (no budget, the global policy, one node or GPU per node, count
+    /// search shapes, a split of groups other than DeepSeek's) or does not beat the strict plan's
+    /// lower bound; the outputs are then overwritten by the caller's strict plan.
+    fn plan_within_budget<L: Load>(
+        &mut self,
+        loads: &[L],
+        shape: &Shape,
+        options: &Options,
+        phy2log: &mut [i64],
+        logcnt: &mut [i64],
+        group_node: &mut [i64],
+    ) -> bool {
+        let budget = options.max_off_home_share;
+        let n = shape.num_nodes;
+        if budget.is_nan()
+            || budget <= 0.0
+            || shape.policy() != Policy::Hierarchical
+            || n < 2
+            || shape.num_replicas == shape.num_logical
+        {
+            return false;
+        }
+        let experts_per_node = shape.num_logical / n;
+        let slots_per_node = shape.num_replicas / n;
+        let gpus_per_node = shape.num_gpus / n;
+        let extra = slots_per_node - experts_per_node;
+        if gpus_per_node < 2
+            || extra >= experts_per_node
+            || CountPlanner::searches(
+                experts_per_node,
+                slots_per_node,
+                gpus_per_node,
+                options.effort,
+            )
+        {
+            return false;
+        }
+        row_to_f64(loads, &mut self.row);
+        self.split_groups(shape, options, group_node);
+        if self.group_pack != self.ds_group_pack {
+            // The strict plan may fall back to DeepSeek's whole plan, homes included: only when
+            // both splits agree are the homes the strict plan's whichever plan it keeps.
+            return false;
+        }
+        self.slots_per_node = slots_per_node;
+        let mut experts = std::mem::take(&mut self.experts);
+        for node in 0..n {
+            experts.clear();
+            experts.extend_from_slice(
+                &self.node_experts[node * experts_per_node..(node + 1) * experts_per_node],
+            );
+            self.node_loads.clear();
+            self.node_loads
+                .extend(experts.iter().map(|&x| self.row[x as usize]));
+            self.sorted_node_items(extra, gpus_per_node as u32);
+            let base = node * slots_per_node;
+            for (dst, &local) in phy2log[base..base + slots_per_node]
+                .iter_mut()
+                .zip(&self.colors)
+            {
+                *dst = i64::from(experts[local as usize]);
+            }
+            self.write_counts(&experts, logcnt);
+        }
+        self.experts = experts;
+        super::locality::plan_from_counts(
+            &self.row,
+            shape,
+            options,
+            group_node,
+            phy2log,
+            logcnt,
+            &mut self.budget,
+        )
     }
 
     /// The strict plan (every replica in its group's home node under the hierarchical policy).
