@@ -260,10 +260,14 @@ pub fn off_home_share(
     let group_size = shape.num_logical / shape.num_groups;
     let slots_per_node = shape.num_replicas / shape.num_nodes;
     let off: f64 = phy2log
-        .iter()
-        .enumerate()
-        .filter(|&(slot, &x)| group_node[x as usize / group_size] != (slot / slots_per_node) as i64)
-        .map(|(_, &x)| loads[x as usize] / logcnt[x as usize] as f64)
+        .chunks_exact(slots_per_node)
+        .zip(0i64..)
+        .flat_map(|(slots, node)| {
+            slots
+                .iter()
+                .filter(move |&&x| group_node[x as usize / group_size] != node)
+        })
+        .map(|&x| loads[x as usize] / logcnt[x as usize] as f64)
         .sum();
     off / total
 }

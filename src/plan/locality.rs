@@ -252,6 +252,7 @@ fn spend(
         gpu_loads,
         new_phy2log,
         new_logcnt,
+        last_gpu,
     } = scratch;
     layer.prepare(loads, shape, group_node);
     layer.reset(phy2log, logcnt);
@@ -296,9 +297,10 @@ fn spend(
         return false;
     }
     // A plan without duplicates has no more than the strict one (the usual case: no count).
-    let new_duplicates = duplicates(new_phy2log, k, e);
+    let new_duplicates = duplicates(new_phy2log, k, e, last_gpu);
     if new_duplicates > 0
-        && (baseline == Baseline::StrictCounts || new_duplicates > duplicates(phy2log, k, e))
+        && (baseline == Baseline::StrictCounts
+            || new_duplicates > duplicates(phy2log, k, e, last_gpu))
     {
         return false;
     }
@@ -315,6 +317,7 @@ pub(crate) struct BudgetScratch {
     gpu_loads: Vec<f64>,
     new_phy2log: Vec<i64>,
     new_logcnt: Vec<i64>,
+    last_gpu: Vec<u32>,
 }
 
 /// Buffers of [`Layer::repack`].
@@ -335,26 +338,22 @@ struct RepackScratch {
 }
 
 /// Slots holding an expert that another slot of the same GPU already holds (as
-/// [`crate::metrics::duplicated_replicas`] counts them, in one pass).
-fn duplicates(phy2log: &[i64], slots_per_gpu: usize, num_logical: usize) -> usize {
-    if slots_per_gpu <= SMALL_FILL {
-        // Few slots per GPU: compare within each GPU.
-        return phy2log
-            .chunks_exact(slots_per_gpu)
-            .map(|gpu| {
-                (1..gpu.len())
-                    .filter(|&i| gpu[..i].contains(&gpu[i]))
-                    .count()
-            })
-            .sum();
-    }
-    let mut last_gpu = vec![usize::MAX; num_logical];
+/// [`crate::metrics::duplicated_replicas`] counts them, in one pass). `last_gpu` is scratch.
+fn duplicates(
+    phy2log: &[i64],
+    slots_per_gpu: usize,
+    num_logical: usize,
+    last_gpu: &mut Vec<u32>,
+) -> usize {
+    last_gpu.clear();
+    last_gpu.resize(num_logical, u32::MAX);
     let mut count = 0;
-    for (slot, &x) in phy2log.iter().enumerate() {
-        let gpu = slot / slots_per_gpu;
-        let seen = &mut last_gpu[x as usize];
-        count += usize::from(*seen == gpu);
-        *seen = gpu;
+    for (slots, gpu) in phy2log.chunks_exact(slots_per_gpu).zip(0u32..) {
+        for &x in slots {
+            let seen = &mut last_gpu[x as usize];
+            count += usize::from(*seen == gpu);
+            *seen = gpu;
+        }
     }
     count
 }
@@ -585,10 +584,10 @@ impl Layer {
     /// Load carried by replicas outside their home node.
     fn off_home_load(&self) -> f64 {
         self.slots
-            .iter()
+            .chunks_exact(self.s)
             .enumerate()
-            .filter(|&(slot, &x)| self.home(x) != slot / self.s)
-            .map(|(_, &x)| self.rep(x))
+            .flat_map(|(node, slots)| slots.iter().filter(move |&&x| self.home(x) != node))
+            .map(|&x| self.rep(x))
             .sum()
     }
 

@@ -186,13 +186,12 @@ impl RefinedPlanner {
             self.node_loads.clear();
             self.node_loads
                 .extend(experts.iter().map(|&x| self.row[x as usize]));
-            self.sorted_node_items(extra, gpus_per_node as u32);
-            let base = node * slots_per_node;
-            for (dst, &local) in phy2log[base..base + slots_per_node]
-                .iter_mut()
-                .zip(&self.colors)
-            {
-                *dst = i64::from(experts[local as usize]);
+            self.count_hot(extra, gpus_per_node as u32, false);
+            let node_slots = &mut phy2log[node * slots_per_node..(node + 1) * slots_per_node];
+            let mut slot = 0;
+            for (&x, &c) in experts.iter().zip(&self.counts) {
+                node_slots[slot..slot + c as usize].fill(i64::from(x));
+                slot += c as usize;
             }
             self.write_counts(&experts, logcnt);
         }
@@ -707,16 +706,29 @@ impl RefinedPlanner {
         }
     }
 
-    /// The node's replicas (loads in `node_loads`) in descending order into `items` and `colors`,
-    /// with replica counts in `counts`: DeepSeek's rule (each redundant slot to the largest load
-    /// per replica) capped at `cap` replicas, over the `extra` heaviest experts only (an expert
-    /// behind them would get a slot only after each of them took one, and `extra` slots run out
-    /// first). The experts are ordered once, on f32-rounded loads (a heuristic order:
-    /// deterministic); the replicas of the replicated experts are merged into that order.
-    fn sorted_node_items(&mut self, extra: usize, cap: u32) {
+    /// The node's replica counts (loads in `node_loads`) into `counts`: DeepSeek's rule (each
+    /// redundant slot to the largest load per replica) capped at `cap` replicas, over the `extra`
+    /// heaviest experts only (an expert behind them would get a slot only after each of them took
+    /// one, and `extra` slots run out first). The experts are ordered on f32-rounded loads (a
+    /// heuristic order: deterministic); `node_keys` keeps their keys, the `extra` heaviest first in
+    /// descending order, then the others, in descending order too with `sort_rest`.
+    /// Precondition: `0 < extra < node_loads.len()`.
+    fn count_hot(&mut self, extra: usize, cap: u32, sort_rest: bool) {
         let loads = &self.node_loads;
         let keys = &mut self.node_keys;
-        sort_rounded_descending(loads, keys);
+        if sort_rest {
+            sort_rounded_descending(loads, keys);
+        } else {
+            keys.clear();
+            keys.extend(
+                loads
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &w)| (w as f32).descending_key(i as u32)),
+            );
+            keys.select_nth_unstable(extra);
+            keys[..extra].sort_unstable();
+        }
         self.counts.clear();
         self.counts.resize(loads.len(), 1);
         let hot = &keys[..extra];
@@ -743,6 +755,16 @@ impl RefinedPlanner {
                 -1.0
             };
         }
+    }
+
+    /// The node's replicas (loads in `node_loads`) in descending order into `items` and `colors`,
+    /// with replica counts in `counts` ([`RefinedPlanner::count_hot`]); the replicas of the
+    /// replicated experts are merged into the experts' order.
+    fn sorted_node_items(&mut self, extra: usize, cap: u32) {
+        self.count_hot(extra, cap, true);
+        let loads = &self.node_loads;
+        let keys = &self.node_keys;
+        let hot = &keys[..extra];
         // Replicas of the hot experts, descending; then merged with the other experts.
         let replicas = &mut self.hot_items;
         replicas.clear();
