@@ -279,11 +279,12 @@ fn spend(
     if layer.run_moves(target, left) == 0 {
         return false;
     }
-    if baseline == Baseline::StrictCounts {
+    let packed = baseline == Baseline::StrictPlan;
+    if !packed {
         // No node is packed yet.
         layer.changed.fill(true);
     }
-    layer.repack(options.effort, repack);
+    layer.repack(options.effort, packed, repack);
     new_logcnt.clear();
     new_logcnt.extend(layer.cnt.iter().map(|&c| i64::from(c)));
     new_phy2log.clear();
@@ -426,6 +427,8 @@ struct Layer {
     home_cnt: Vec<u32>,
     /// Replicas of each expert on each node: `on_node[expert * n + node]`.
     on_node: Vec<u16>,
+    /// Replicas of other nodes' experts on each node.
+    foreign: Vec<u32>,
     /// Home experts of each node: `members[member_start[m]..member_start[m + 1]]`, heaviest first
     /// once `sorted[m]`.
     members: Vec<u32>,
@@ -511,11 +514,15 @@ impl Layer {
         self.home_cnt.resize(e, 0);
         self.on_node.clear();
         self.on_node.resize(e * self.n, 0);
+        self.foreign.clear();
+        self.foreign.resize(self.n, 0);
         for node in 0..self.n {
             for &x in &self.slots[node * self.s..(node + 1) * self.s] {
                 self.on_node[x as usize * self.n + node] += 1;
                 if self.home_of[x as usize] as usize == node {
                     self.home_cnt[x as usize] += 1;
+                } else {
+                    self.foreign[node] += 1;
                 }
             }
         }
@@ -570,6 +577,8 @@ impl Layer {
         self.slots[slot] = new;
         self.on_node[old as usize * self.n + node] -= 1;
         self.on_node[new as usize * self.n + node] += 1;
+        self.foreign[node] -= u32::from(self.home(old) != node);
+        self.foreign[node] += u32::from(self.home(new) != node);
     }
 
     /// A lower estimate of the node's heaviest GPU after packing.
@@ -709,6 +718,13 @@ impl Layer {
         let mut top = [(0.0f64, u32::MAX); 3];
         let mut takers = [(0.0f64, u32::MAX); 2];
         for &x in &self.members[self.member_start[a]..self.member_start[a + 1]] {
+            // Members come heaviest first on f32-rounded loads (rounding keeps the order), and a
+            // replica is at most its expert's load: once a load rounds below both lists' last
+            // entries, no later replica enters either.
+            let w = self.loads[x as usize];
+            if (w as f32) < (top[2].0.min(takers[1].0) as f32) {
+                break;
+            }
             let v = self.rep(x);
             insert_top(&mut top, v, x);
             let (c, h) = (self.cnt[x as usize], self.home_cnt[x as usize]);
@@ -716,11 +732,10 @@ impl Layer {
                 insert_top(&mut takers, v, x);
             }
         }
-        let mut foreign_here = false;
-        for &x in &self.slots[a * self.s..(a + 1) * self.s] {
-            if self.home(x) != a {
-                foreign_here = true;
-                if !top.iter().any(|&(_, t)| t == x) {
+        let foreign_here = self.foreign[a] > 0;
+        if foreign_here {
+            for &x in &self.slots[a * self.s..(a + 1) * self.s] {
+                if self.home(x) != a && !top.iter().any(|&(_, t)| t == x) {
                     insert_top(&mut top, self.rep(x), x);
                 }
             }
@@ -945,9 +960,10 @@ impl Layer {
     /// nodes loosely packed below its old maximum).
     ///
     /// A node is dealt afresh in rounds and improved by local search; when that ends more than
-    /// `PACK_SLACK` above the level, the search also runs from the current packing and the better
-    /// result counts, and the full packer is the last resort.
-    fn repack(&mut self, effort: Effort, scratch: &mut RepackScratch) {
+    /// `PACK_SLACK` above the level, the search also runs from the current packing (with `packed`:
+    /// the slots are a packing, not just each node's replicas) and the better result counts, and
+    /// the full packer is the last resort.
+    fn repack(&mut self, effort: Effort, packed: bool, scratch: &mut RepackScratch) {
         let level = self.max_est() * (1.0 + PACK_SLACK);
         let RepackScratch {
             packer,
@@ -980,13 +996,19 @@ impl Layer {
                 }
                 let base = node * self.s;
                 let node_slots = &self.slots[base..base + self.s];
-                let gpu_max = node_slots
-                    .chunks_exact(self.k)
-                    .map(|gpu| gpu.iter().map(|&x| self.rep[x as usize]).sum::<f64>())
-                    .fold(0.0, f64::max);
-                let clean = node_slots
-                    .chunks_exact(self.k)
-                    .all(|gpu| (1..gpu.len()).all(|i| !gpu[..i].contains(&gpu[i])));
+                // An unpacked node has no packing to keep or to search from.
+                let clean = packed
+                    && node_slots
+                        .chunks_exact(self.k)
+                        .all(|gpu| (1..gpu.len()).all(|i| !gpu[..i].contains(&gpu[i])));
+                let gpu_max = if clean {
+                    node_slots
+                        .chunks_exact(self.k)
+                        .map(|gpu| gpu.iter().map(|&x| self.rep[x as usize]).sum::<f64>())
+                        .fold(0.0, f64::max)
+                } else {
+                    f64::INFINITY
+                };
                 if clean && gpu_max <= level.max(bar) {
                     bar = bar.max(gpu_max);
                     continue;
