@@ -429,6 +429,9 @@ struct Layer {
     on_node: Vec<u16>,
     /// Replicas of other nodes' experts on each node.
     foreign: Vec<u32>,
+    /// Per node, its home experts that have had two replicas or more (the only possible
+    /// victims), in member order then in the order they got there.
+    multi: Vec<Vec<u32>>,
     /// Home experts of each node: `members[member_start[m]..member_start[m + 1]]`, heaviest first
     /// once `sorted[m]`.
     members: Vec<u32>,
@@ -516,6 +519,12 @@ impl Layer {
         self.on_node.resize(e * self.n, 0);
         self.foreign.clear();
         self.foreign.resize(self.n, 0);
+        self.multi.resize_with(self.n, Vec::new);
+        for node in 0..self.n {
+            let members = &self.members[self.member_start[node]..self.member_start[node + 1]];
+            self.multi[node].clear();
+            self.multi[node].extend(members.iter().filter(|&&y| self.cnt[y as usize] >= 2));
+        }
         for node in 0..self.n {
             for &x in &self.slots[node * self.s..(node + 1) * self.s] {
                 self.on_node[x as usize * self.n + node] += 1;
@@ -651,7 +660,7 @@ impl Layer {
     /// at least two replicas, all of them at home (so the node's load does not change).
     fn refresh_victim(&mut self, node: usize) {
         let mut best: Option<(u32, f64)> = None;
-        for &y in &self.members[self.member_start[node]..self.member_start[node + 1]] {
+        for &y in &self.multi[node] {
             let (c, a) = (self.cnt[y as usize], self.home_cnt[y as usize]);
             if a < 2 || c != a {
                 continue;
@@ -906,6 +915,9 @@ impl Layer {
             self.replace(slot, a, x, z);
             self.recount(z, 1);
             self.home_cnt[z as usize] += 1;
+            if self.cnt[z as usize] == 2 {
+                self.multi[a].push(z);
+            }
             if m.kind == Kind::Relocate {
                 self.home_cnt[x as usize] -= 1;
             }
