@@ -3,7 +3,8 @@
 //!
 //! The strict hierarchical plan keeps every replica on the home node of its expert's group, so the
 //! heaviest node bounds the layer: its GPUs carry at least `node load / GPUs per node`. With a
-//! budget `b` (`Options::max_off_home_share`), `spend_budget` rewrites a strict plan:
+//! budget `b` (`Options::max_off_home_share`), the budget pass starts from the strict plan's
+//! replicas:
 //!
 //! 1. **Target.** Water-fill the node loads: the heaviest nodes may shed `b * total` together, so
 //!    the best reachable heaviest node is the level `h` with `sum max(0, node - h) = b * total`
@@ -16,17 +17,21 @@
 //!    home node, which is exactly what the move costs from the budget. The move chosen brings the
 //!    pair of nodes lowest, stopping at the target, and among moves that reach the target the
 //!    cheapest one, so the budget goes where the water-filling puts it.
-//! 3. **Packing.** Every node that changed is packed again onto its GPUs by the refined packer
-//!    (experts as colors, so no GPU holds two replicas of one expert when that can be avoided),
-//!    starting from a fresh deal of its replicas, or from its previous packing when that does
-//!    better.
+//! 3. **Packing.** Every node that changed is packed onto its GPUs by the refined packer's pieces
+//!    (experts as colors, so no GPU holds two replicas of one expert when that can be avoided):
+//!    a fresh deal of its replicas and local search, the previous packing or the full packer when
+//!    that does better.
 //! 4. **Safety net.** The new plan replaces the strict one only when its GPU maximum is lower, its
 //!    off-home share (as [`crate::metrics::off_home_share`] measures it) is within the budget and
 //!    it has no more duplicated replicas.
 //!
-//! Every expert keeps at least one replica on its home node; `group_node` is not changed.
-//! [`water_filling_bound`] is the bound of the issue, for measuring how much of the budget's promise
-//! a plan keeps.
+//! Two entry points share these steps. `plan_from_counts` starts from the strict plan's replica
+//! counts before any node is packed, so each node is packed once, after the moves; its result must
+//! beat the strict plan's lower bound (the heaviest node over its GPUs), which certifies it
+//! without planning the strict layer. Where that does not apply or misses, `spend_budget` rewrites
+//! the finished strict plan. Every expert keeps at least one replica on its home node;
+//! `group_node` is not changed. [`water_filling_bound`] is the bound of the issue, for measuring
+//! how much of the budget's promise a plan keeps.
 
 use crate::metrics::{max_gpu_load, min_max_replica_load, off_home_share};
 use crate::options::{Effort, Options};
