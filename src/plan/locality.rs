@@ -636,8 +636,8 @@ impl Layer {
             0.0
         } else if fill <= SMALL_FILL {
             let mut small = [f64::INFINITY; SMALL_FILL];
-            // Backwards: a node's replicas often come heaviest first (the strict plan's counts
-            // are written in descending order), and ascending values are rarely inserted.
+            // Backwards: where a node's replicas come heaviest first (as each GPU's after a
+            // deal), ascending values are rarely inserted (any order gives the same result).
             for &x in node_slots.iter().rev() {
                 let v = self.rep[x as usize];
                 if v < small[fill - 1] {
