@@ -92,6 +92,12 @@ pub fn sort_descending<W: Weight>(weights: &[W], keys: &mut Vec<W::Key>, order: 
 /// sorted: a heuristic order, cheaper than exact f64 keys and deterministic. `f32::key_index`
 /// gives each key's item.
 pub fn sort_rounded_descending(weights: &[f64], keys: &mut Vec<u64>) {
+    rounded_descending_keys(weights, keys);
+    keys.sort_unstable();
+}
+
+/// Fills `keys` with the unsorted keys of [`sort_rounded_descending`].
+pub fn rounded_descending_keys(weights: &[f64], keys: &mut Vec<u64>) {
     keys.clear();
     keys.extend(
         weights
@@ -99,7 +105,6 @@ pub fn sort_rounded_descending(weights: &[f64], keys: &mut Vec<u64>) {
             .enumerate()
             .map(|(i, &w)| (w as f32).descending_key(i as u32)),
     );
-    keys.sort_unstable();
 }
 
 /// Sorts distinct keys by insertion: cheap when `keys` is nearly sorted.

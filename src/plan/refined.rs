@@ -29,7 +29,9 @@ use crate::packing::local_search::{
     SearchBudget, SearchScratch, improve, improve_with_hint, pair_partners, repair_duplicates,
 };
 use crate::packing::state::PackState;
-use crate::packing::weight::{Weight, sort_descending, sort_rounded_descending};
+use crate::packing::weight::{
+    Weight, rounded_descending_keys, sort_descending, sort_rounded_descending,
+};
 use crate::packing::{Packer, Start};
 use crate::shape::{Policy, Shape};
 
@@ -719,13 +721,7 @@ impl RefinedPlanner {
         if sort_rest {
             sort_rounded_descending(loads, keys);
         } else {
-            keys.clear();
-            keys.extend(
-                loads
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &w)| (w as f32).descending_key(i as u32)),
-            );
+            rounded_descending_keys(loads, keys);
             keys.select_nth_unstable(extra);
             keys[..extra].sort_unstable();
         }
