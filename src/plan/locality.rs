@@ -25,15 +25,15 @@
 //!    off-home share (as [`crate::metrics::off_home_share`] measures it) is within the budget and
 //!    it has no more duplicated replicas.
 //!
-//! Two entry points share these steps. `plan_from_counts` starts from the strict plan's replica
-//! counts before any node is packed, so each node is packed once, after the moves; its result must
-//! beat the strict plan's lower bound (the heaviest node over its GPUs), which certifies it
-//! without planning the strict layer. Where that does not apply or misses, `spend_budget` rewrites
-//! the finished strict plan. Every expert keeps at least one replica on its home node;
+//! The pass starts from one of two baselines ([`Baseline`]). From the strict plan's replica counts,
+//! before any node is packed, each node is packed once, after the moves, and the result must beat
+//! the strict plan's lower bound (the heaviest node over its GPUs), which certifies it without
+//! planning the strict layer. Where that does not apply or misses, the pass rewrites the finished
+//! strict plan. Every expert keeps at least one replica on its home node;
 //! `group_node` is not changed. [`water_filling_bound`] is the bound of the issue, for measuring
 //! how much of the budget's promise a plan keeps.
 
-use crate::metrics::{max_gpu_load, min_max_replica_load, off_home_share};
+use crate::metrics::{duplicated_replicas_in, max_gpu_load, min_max_replica_load, off_home_share};
 use crate::options::{Effort, Options};
 use crate::packing::exact::{self, ExactScratch};
 use crate::packing::greedy::{RoundsScratch, greedy_rounds};
@@ -57,7 +57,7 @@ const PACK_SLACK: f64 = 5e-4;
 /// above the level it aims at.
 const FALLBACK_MISS: f64 = 3e-3;
 
-/// [`plan_from_counts`] is tried only when the budget's target is at least this far (relative)
+/// From [`Baseline::StrictCounts`] the pass runs only when the budget's target is at least this far (relative)
 /// below the strict plan's lower bound; closer, the result would too often miss the bound.
 const DIRECT_MARGIN: f64 = 1e-3;
 
@@ -151,71 +151,38 @@ pub fn share_for_node_balance(node_loads: &[f64]) -> f64 {
     node_loads.iter().map(|&v| (v - mean).max(0.0)).sum::<f64>() / total
 }
 
-/// Spends the layer's locality budget on a strict hierarchical plan (see the module
-/// documentation). `phy2log` and `logcnt` are the layer's plan, rewritten in place when a better
-/// one within the budget exists; `group_node` gives each group's home node and is not changed.
-/// Does nothing under the global policy, with one node, a zero budget or no redundant slots.
-/// `scratch` holds the buffers between calls (any earlier content is ignored).
-pub(crate) fn spend_budget(
-    loads: &[f64],
-    shape: &Shape,
-    options: &Options,
-    group_node: &[i64],
-    phy2log: &mut [i64],
-    logcnt: &mut [i64],
-    scratch: &mut BudgetScratch,
-) {
-    spend(
-        loads,
-        shape,
-        options,
-        group_node,
-        (phy2log, logcnt),
-        scratch,
-        Baseline::StrictPlan,
-    );
-}
-
-/// The budgeted plan of a layer from the strict plan's replicas before they are packed:
-/// `phy2log` holds each node's replicas in any order (its home experts only, `logcnt` their
-/// counts), so the strict plan's packing is never computed. Every node is packed once, after the
-/// moves. Returns `true` when the plan is written: it is then below the strict plan's lower bound
-/// (its heaviest node spread over the node's GPUs), so below the strict plan whatever its
-/// packing, and has no duplicated replica. Returns `false`, with `phy2log` and `logcnt` as they
-/// were, when the budget cannot lower the layer below that bound by a clear margin or the result
-/// misses it; the caller then plans the strict layer and [`spend_budget`]s on it.
-pub(crate) fn plan_from_counts(
-    loads: &[f64],
-    shape: &Shape,
-    options: &Options,
-    group_node: &[i64],
-    phy2log: &mut [i64],
-    logcnt: &mut [i64],
-    scratch: &mut BudgetScratch,
-) -> bool {
-    spend(
-        loads,
-        shape,
-        options,
-        group_node,
-        (phy2log, logcnt),
-        scratch,
-        Baseline::StrictCounts,
-    )
+/// Whether `options` give a locality budget that `shape` can spend: a positive
+/// `max_off_home_share`, the hierarchical policy on two nodes or more, and redundant slots.
+pub(crate) fn budget_applies(shape: &Shape, options: &Options) -> bool {
+    options.max_off_home_share > 0.0
+        && shape.policy() == Policy::Hierarchical
+        && shape.num_nodes >= 2
+        && shape.num_replicas > shape.num_logical
 }
 
 /// What the budget pass starts from, and so what its result must beat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Baseline {
-    /// The strict plan: the result needs a lower GPU maximum and no more duplicated replicas.
+pub(crate) enum Baseline {
+    /// The finished strict plan: the result needs a lower GPU maximum and no more duplicated
+    /// replicas.
     StrictPlan,
-    /// The strict plan's replicas per node, unpacked: the result needs a GPU maximum below the
-    /// strict plan's lower bound and no duplicated replica.
+    /// The strict plan's replicas before they are packed: each node's slots hold its home
+    /// experts' replicas in any order, and `logcnt` their counts. The strict packing is never
+    /// computed: the result needs a GPU maximum below the strict plan's lower bound (the heaviest
+    /// node spread over its GPUs), so below the strict plan whatever its packing, and no
+    /// duplicated replica. Every node is packed once, after the moves.
     StrictCounts,
 }
 
-/// The budget pass of [`spend_budget`] and [`plan_from_counts`]; `true` when it rewrote the plan.
-fn spend(
+/// Spends the layer's locality budget (see the module documentation) from `baseline`:
+/// `phy2log` and `logcnt` are the layer's plan row, rewritten in place when a plan within the
+/// budget beats the baseline; `group_node` gives each group's home node and is not changed.
+/// Returns `true` when it rewrote the row; with `false` the row is as it was (with
+/// [`Baseline::StrictCounts`], the caller then plans the strict layer and spends on it). Does
+/// nothing where the budget does not apply ([`budget_applies`]), nor, from the strict counts,
+/// when the target is not clearly below the strict plan's lower bound. `scratch` holds the
+/// buffers between calls (any earlier content is ignored).
+pub(crate) fn spend_budget(
     loads: &[f64],
     shape: &Shape,
     options: &Options,
@@ -232,11 +199,7 @@ fn spend(
         shape.num_nodes,
         shape.num_gpus,
     );
-    if budget.is_nan()
-        || budget <= 0.0
-        || shape.policy() != Policy::Hierarchical
-        || n < 2
-        || r == e
+    if !budget_applies(shape, options)
         || loads.len() != e
         || phy2log.len() != r
         || logcnt.len() != e
@@ -303,10 +266,10 @@ fn spend(
         return false;
     }
     // A plan without duplicates has no more than the strict one (the usual case: no count).
-    let new_duplicates = duplicates(new_phy2log, k, e, last_gpu);
+    let new_duplicates = duplicated_replicas_in(new_phy2log, k, last_gpu);
     if new_duplicates > 0
         && (baseline == Baseline::StrictCounts
-            || new_duplicates > duplicates(phy2log, k, e, last_gpu))
+            || new_duplicates > duplicated_replicas_in(phy2log, k, last_gpu))
     {
         return false;
     }
@@ -341,27 +304,6 @@ struct RepackScratch {
     pack_of: Vec<u32>,
     rank: Vec<u32>,
     order: Vec<usize>,
-}
-
-/// Slots holding an expert that another slot of the same GPU already holds (as
-/// [`crate::metrics::duplicated_replicas`] counts them, in one pass). `last_gpu` is scratch.
-fn duplicates(
-    phy2log: &[i64],
-    slots_per_gpu: usize,
-    num_logical: usize,
-    last_gpu: &mut Vec<u32>,
-) -> usize {
-    last_gpu.clear();
-    last_gpu.resize(num_logical, u32::MAX);
-    let mut count = 0;
-    for (slots, gpu) in phy2log.chunks_exact(slots_per_gpu).zip(0u32..) {
-        for &x in slots {
-            let seen = &mut last_gpu[x as usize];
-            count += usize::from(*seen == gpu);
-            *seen = gpu;
-        }
-    }
-    count
 }
 
 /// How a move sheds load from its node.

@@ -33,11 +33,11 @@ use crate::packing::weight::{
     Weight, rounded_descending_keys, sort_descending, sort_rounded_descending,
 };
 use crate::packing::{Packer, Start};
-use crate::shape::{Policy, Shape};
+use crate::shape::Shape;
 
 use super::counts::CountPlanner;
 use super::deepseek::{DeepSeekPlanner, NodePlan};
-use super::locality::BudgetScratch;
+use super::locality::{Baseline, BudgetScratch, budget_applies, spend_budget};
 
 /// Relative slack under which two GPU maxima count as equal (f64 summation noise).
 pub(crate) const LOAD_TOLERANCE: f64 = 1e-12;
@@ -113,49 +113,44 @@ impl RefinedPlanner {
         logcnt: &mut [i64],
         group_node: &mut [i64],
     ) {
+        row_to_f64(loads, &mut self.row);
+        self.split_groups(shape, options, group_node);
         // Locality budget (issue 6): may trade `max_off_home_share` of the load for balance;
         // planned from the strict replica counts where that provably beats the strict plan,
         // else on top of the strict plan.
-        if self.plan_within_budget(loads, shape, options, phy2log, logcnt, group_node) {
+        if self.plan_within_budget(shape, options, phy2log, logcnt, group_node) {
             return;
         }
         self.plan_strict(loads, shape, options, phy2log, logcnt, group_node);
-        super::locality::spend_budget(
+        spend_budget(
             &self.row,
             shape,
             options,
             group_node,
-            phy2log,
-            logcnt,
+            (phy2log, logcnt),
             &mut self.budget,
+            Baseline::StrictPlan,
         );
     }
 
-    /// A layer with a locality budget planned without its strict packing: the groups split as
-    /// in the strict plan, each node's replicas counted by DeepSeek's rule capped at one per GPU
-    /// (as the strict plan's lighter nodes), then [`super::locality::plan_from_counts`]. `false`
-    /// where that does not apply (no budget, the global policy, one node or GPU per node, count
-    /// search shapes, a split of groups other than DeepSeek's) or does not beat the strict plan's
-    /// lower bound; the outputs are then overwritten by the caller's strict plan.
-    fn plan_within_budget<L: Load>(
+    /// A layer with a locality budget planned without its strict packing, after
+    /// [`RefinedPlanner::split_groups`]: each node's replicas counted by DeepSeek's rule capped
+    /// at one per GPU (as the strict plan's lighter nodes), then the budget pass from
+    /// [`Baseline::StrictCounts`]. `false` where that does not apply (no budget to spend, one GPU
+    /// per node, count search shapes, a split of groups other than DeepSeek's) or does not beat
+    /// the strict plan's lower bound; the outputs are then overwritten by the caller's strict plan.
+    fn plan_within_budget(
         &mut self,
-        loads: &[L],
         shape: &Shape,
         options: &Options,
         phy2log: &mut [i64],
         logcnt: &mut [i64],
-        group_node: &mut [i64],
+        group_node: &[i64],
     ) -> bool {
-        let budget = options.max_off_home_share;
-        let n = shape.num_nodes;
-        if budget.is_nan()
-            || budget <= 0.0
-            || shape.policy() != Policy::Hierarchical
-            || n < 2
-            || shape.num_replicas == shape.num_logical
-        {
+        if !budget_applies(shape, options) {
             return false;
         }
+        let n = shape.num_nodes;
         let experts_per_node = shape.num_logical / n;
         let slots_per_node = shape.num_replicas / n;
         let gpus_per_node = shape.num_gpus / n;
@@ -171,8 +166,6 @@ impl RefinedPlanner {
         {
             return false;
         }
-        row_to_f64(loads, &mut self.row);
-        self.split_groups(shape, options, group_node);
         if self.group_pack != self.ds_group_pack {
             // The strict plan may fall back to DeepSeek's whole plan, homes included: only when
             // both splits agree are the homes the strict plan's whichever plan it keeps.
@@ -198,18 +191,19 @@ impl RefinedPlanner {
             self.write_counts(&experts, logcnt);
         }
         self.experts = experts;
-        super::locality::plan_from_counts(
+        spend_budget(
             &self.row,
             shape,
             options,
             group_node,
-            phy2log,
-            logcnt,
+            (phy2log, logcnt),
             &mut self.budget,
+            Baseline::StrictCounts,
         )
     }
 
-    /// The strict plan (every replica in its group's home node under the hierarchical policy).
+    /// The strict plan (every replica in its group's home node under the hierarchical policy),
+    /// after [`RefinedPlanner::split_groups`].
     fn plan_strict<L: Load>(
         &mut self,
         loads: &[L],
@@ -219,9 +213,9 @@ impl RefinedPlanner {
         logcnt: &mut [i64],
         group_node: &mut [i64],
     ) {
-        row_to_f64(loads, &mut self.row);
         let k = shape.slots_per_gpu();
-        let ds_node_max = self.split_groups(shape, options, group_node);
+        // DeepSeek's heaviest node (its greedy split of `split_groups`, in f32).
+        let ds_node_max = self.pack_loads_f32.iter().copied().fold(0.0f32, f32::max);
         self.deepseek.set_row(loads);
         self.plan_nodes(shape, options, phy2log, logcnt);
         let (_, n) = shape.effective_groups_nodes();
@@ -297,9 +291,9 @@ impl RefinedPlanner {
         );
     }
 
-    /// Step 1: fills `node_experts` (node-major expert ids) and `group_node`; returns DeepSeek's
-    /// heaviest node load (f32) for the safety-net bound.
-    fn split_groups(&mut self, shape: &Shape, options: &Options, group_node: &mut [i64]) -> f32 {
+    /// Step 1: fills `node_experts` (node-major expert ids) and `group_node`, and leaves
+    /// DeepSeek's greedy split's node loads (f32) in `pack_loads_f32` for the safety-net bound.
+    fn split_groups(&mut self, shape: &Shape, options: &Options, group_node: &mut [i64]) {
         let e = shape.num_logical;
         let (g, n) = shape.effective_groups_nodes();
         let group_size = e / g;
@@ -322,7 +316,6 @@ impl RefinedPlanner {
             &mut self.group_pack,
             &mut self.group_rank,
         );
-        let ds_node_max = self.pack_loads_f32.iter().copied().fold(0.0f32, f32::max);
         self.ds_group_pack.clone_from(&self.group_pack);
         self.ds_group_rank.clone_from(&self.group_rank);
         if n > 1 {
@@ -366,7 +359,6 @@ impl RefinedPlanner {
                 }
             }
         }
-        ds_node_max
     }
 
     /// DeepSeek's expert order for the node holding our node `node`'s groups, when DeepSeek put
