@@ -2,8 +2,9 @@
 //! algorithm, the seed idea (greedy + at most 20 heaviest/lightest swaps), the refined default and
 //! maximum effort, over several load families and the model shapes of DESIGN.md section 5.
 //!
-//! `cargo run --release --example quality [--quick]` prints a Markdown table. The real DeepSeek-V3
-//! traces in `../shared/traces/` are included when present. `--quick` times each plan less.
+//! `cargo run --release --example quality [--quick] [--packing]` prints a Markdown table. The real
+//! DeepSeek-V3 traces in `../shared/traces/` are included when present. `--quick` times each plan
+//! less; `--packing` prints only the `balanced_packing` instances.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -157,6 +158,10 @@ fn seed_plan(loads: &[f32], shape: &Shape) -> Plan {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let budget = if quick { 0.05 } else { 0.3 };
+    if std::env::args().any(|a| a == "--packing") {
+        packing_instances(budget);
+        return;
+    }
     let mut workloads: Vec<(String, Option<Trace>)> = vec![
         (Family::Uniform.name(), None),
         (Family::LogNormal(0.5).name(), None),
