@@ -340,6 +340,13 @@ struct Receiver {
     fill: f64,
 }
 
+/// The larger of two loads, by a select (`f64::max` also handles NaN, which loads never are, at
+/// a few instructions more in the hottest loops).
+#[inline]
+fn larger(a: f64, b: f64) -> f64 {
+    if a > b { a } else { b }
+}
+
 /// Keeps `top` as the largest `(value, expert)` pairs, descending.
 fn insert_top(top: &mut [(f64, u32)], value: f64, expert: u32) {
     let mut i = top.len();
@@ -539,7 +546,10 @@ impl Layer {
 
     /// A lower estimate of the node's heaviest GPU after packing.
     fn est(&self, node: usize) -> f64 {
-        (self.node_load[node] / self.q as f64).max(self.node_maxrep[node] + self.node_fill[node])
+        larger(
+            self.node_load[node] / self.q as f64,
+            self.node_maxrep[node] + self.node_fill[node],
+        )
     }
 
     fn max_est(&self) -> f64 {
@@ -564,7 +574,7 @@ impl Layer {
         for &x in node_slots {
             let v = self.rep[x as usize];
             load += v;
-            maxrep = maxrep.max(v);
+            maxrep = larger(v, maxrep);
         }
         self.node_load[node] = load;
         self.node_maxrep[node] = maxrep;
@@ -738,12 +748,12 @@ impl Layer {
             if m.shed > left || (a_peak >= limit && !plateau) {
                 return;
             }
-            let est_a_new = ((load_a - leaving) / q).max(a_peak);
+            let est_a_new = larger((load_a - leaving) / q, a_peak);
             if est_a_new >= limit && !(plateau && est_a_new <= est_a) {
                 return;
             }
             if let Some(((key, _, _), _)) = *best {
-                if est_a_new.max(target) > key {
+                if larger(est_a_new, target) > key {
                     return;
                 }
             }
@@ -756,12 +766,15 @@ impl Layer {
                 {
                     continue;
                 }
-                let est_b_new = ((rc.load + carried) / q).max(rc.peak.max(carried) + rc.fill);
+                let est_b_new = larger((rc.load + carried) / q, larger(rc.peak, carried) + rc.fill);
                 if est_b_new >= limit {
                     continue;
                 }
-                let pair = est_a_new.max(est_b_new);
-                let key = (pair.max(target), m.shed, est_b_new);
+                let key = (
+                    larger(larger(est_a_new, est_b_new), target),
+                    m.shed,
+                    est_b_new,
+                );
                 if best.as_ref().is_none_or(|(k0, _)| key < *k0) {
                     *best = Some((key, Move { to: rc.node, ..m }));
                 }
@@ -774,7 +787,7 @@ impl Layer {
             }
             // Every move of `x` takes at most `w / 2` off `a`; members come heaviest first.
             if let Some(((key, _, _), _)) = best {
-                if ((load_a - 0.5 * w) / q).max(target) > key {
+                if larger((load_a - 0.5 * w) / q, target) > key {
                     break;
                 }
             }
