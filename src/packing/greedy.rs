@@ -24,8 +24,11 @@ impl<W: Weight> GreedyScratch<W> {
     }
 }
 
-/// Below this many packs a scan of the open packs beats a heap.
-const SCAN_LIMIT: usize = 24;
+/// Up to this many packs a scan of the open packs beats a heap (the greedy of [`greedy_pack`]).
+const SCAN_LIMIT: usize = 32;
+
+/// The same for [`greedy_colored`], whose scan also skips the packs of the color run.
+const COLORED_SCAN_LIMIT: usize = 24;
 
 /// Packs `weights` into `num_packs` packs of `weights.len() / num_packs` items each. Writes each
 /// item's pack to `pack_of`, its insertion rank to `rank`, and the pack sums to `pack_weights`.
@@ -193,7 +196,7 @@ pub fn greedy_colored(
     scratch.run_packs.clear();
     let mut run_color = u32::MAX;
     let mut run_mask = 0u64;
-    let use_scan = num_packs <= SCAN_LIMIT;
+    let use_scan = num_packs <= COLORED_SCAN_LIMIT;
     if !use_scan {
         scratch.heap.clear();
         scratch
@@ -209,7 +212,7 @@ pub fn greedy_colored(
             run_mask = 0;
         }
         let pack = if use_scan {
-            // Packs in the current color run as a bit mask (num_packs <= SCAN_LIMIT < 64).
+            // Packs in the current color run as a bit mask (num_packs <= COLORED_SCAN_LIMIT < 64).
             let mut best = usize::MAX;
             let mut best_load = f64::INFINITY;
             let mut fallback = usize::MAX;
