@@ -71,6 +71,10 @@ pub struct SearchScratch {
     pack_by_rank: Vec<u32>,
     pairs_h: Vec<(f64, u32, u32)>,
     pairs_b: Vec<(f64, u32, u32)>,
+    /// The weights of one pack's items, in slot order.
+    gathered: Vec<f64>,
+    /// The leftover imbalance of every swap between two packs.
+    rests: Vec<f64>,
 }
 
 impl SearchScratch {
@@ -244,7 +248,7 @@ pub fn improve_with_hint(
                 colors,
                 budget.balance_sweeps,
                 sweep_budget,
-                &mut scratch.by_load,
+                scratch,
             );
             scratch.reposition(state);
             continue;
@@ -293,14 +297,14 @@ fn balance_pairs(
     colors: Option<&[u32]>,
     sweeps: usize,
     max_swaps: usize,
-    order: &mut Vec<u32>,
+    scratch: &mut SearchScratch,
 ) -> usize {
     let m = state.num_packs();
-    let k = state.per_pack;
     let mut swaps = 0;
     for _ in 0..sweeps {
         // Packs heaviest first (lowest index on ties).
         let loads = &state.loads;
+        let order = &mut scratch.by_load;
         order.clear();
         order.extend(0..m as u32);
         order.sort_unstable_by(|&a, &b| {
@@ -310,26 +314,16 @@ fn balance_pairs(
         });
         let before = swaps;
         for i in 0..m / 2 {
-            let (a, b) = (order[i] as usize, order[m - 1 - i] as usize);
-            let gap = state.loads[a] - state.loads[b];
-            // Leftover imbalance of the pair after moving `d`: |gap - 2d|; must shrink.
-            let mut best_rest = gap - gap * MIN_GAIN;
-            let mut best = None;
-            for pa in a * k..(a + 1) * k {
-                let wa = weights[state.slots[pa] as usize];
-                for pb in b * k..(b + 1) * k {
-                    let d = wa - weights[state.slots[pb] as usize];
-                    let rest = (gap - 2.0 * d).abs();
-                    // Selects, not branches (which swap is best is not predictable); the colors
-                    // are checked on every candidate, where there are any.
-                    let take = (rest < best_rest)
-                        & (d > 0.0)
-                        & (colors.is_none()
-                            || colors_allow(state, colors, pa, pb, (usize::MAX, usize::MAX)));
-                    best_rest = if take { rest } else { best_rest };
-                    best = if take { Some((pa, pb)) } else { best };
-                }
-            }
+            let pair = (
+                scratch.by_load[i] as usize,
+                scratch.by_load[m - 1 - i] as usize,
+            );
+            let best = match colors {
+                None => closest_swap(state, weights, pair, scratch, |_, _| true),
+                Some(_) => closest_swap(state, weights, pair, scratch, |pa, pb| {
+                    colors_allow(state, colors, pa, pb, (usize::MAX, usize::MAX))
+                }),
+            };
             if let Some((pa, pb)) = best {
                 state.swap_positions(pa, pb, weights);
                 swaps += 1;
@@ -343,6 +337,68 @@ fn balance_pairs(
         }
     }
     swaps
+}
+
+/// The one-for-one swap between heavier pack `a` and lighter pack `b` (flat positions) that
+/// brings their loads closest, among the swaps `allow` accepts that move a positive weight and
+/// leave the pair's imbalance smaller; the first in position order among equals.
+fn closest_swap(
+    state: &PackState,
+    weights: &[f64],
+    (a, b): (usize, usize),
+    scratch: &mut SearchScratch,
+    allow: impl Fn(usize, usize) -> bool,
+) -> Option<(usize, usize)> {
+    let k = state.per_pack;
+    let gap = state.loads[a] - state.loads[b];
+    let (light, rests) = (&mut scratch.gathered, &mut scratch.rests);
+    light.clear();
+    light.extend(state.items(b).iter().map(|&item| weights[item as usize]));
+    // Every swap's leftover imbalance |gap - 2d| (infinite where not allowed) first, then the
+    // least and where it is: no chain of dependent selects through the candidates.
+    rests.clear();
+    rests.resize(k * k, 0.0);
+    for (ia, (&item, row)) in state
+        .items(a)
+        .iter()
+        .zip(rests.chunks_exact_mut(k))
+        .enumerate()
+    {
+        let wa = weights[item as usize];
+        for (ib, (&wb, rest)) in light.iter().zip(row).enumerate() {
+            let d = wa - wb;
+            let leftover = (gap - 2.0 * d).abs();
+            *rest = if d > 0.0 && allow(a * k + ia, b * k + ib) {
+                leftover
+            } else {
+                f64::INFINITY
+            };
+        }
+    }
+    let least = least(rests);
+    if least >= gap - gap * MIN_GAIN {
+        return None;
+    }
+    let best = rests.iter().position(|&rest| rest == least)?;
+    Some((a * k + best / k, b * k + best % k))
+}
+
+/// The least of `values` (never NaN; infinity if empty), in independent lanes.
+fn least(values: &[f64]) -> f64 {
+    const LANES: usize = 4;
+    let min = |a: f64, b: f64| if a < b { a } else { b };
+    let mut lanes = [f64::INFINITY; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &value) in lanes.iter_mut().zip(chunk) {
+            *lane = min(*lane, value);
+        }
+    }
+    for (lane, &value) in lanes.iter_mut().zip(rest) {
+        *lane = min(*lane, value);
+    }
+    lanes.into_iter().fold(f64::INFINITY, min)
 }
 
 fn colors_allow(
@@ -670,7 +726,14 @@ mod tests {
         // closest swaps move 10 - 1 = 9 and 8 - 2 = 6 (the first found among equals).
         let (mut state, weights) = state_of(&[&[10.0, 9.0], &[1.0, 1.0], &[8.0, 7.0], &[2.0, 2.0]]);
         let before = sum_of_squares(&state);
-        let swaps = balance_pairs(&mut state, &weights, None, 1, usize::MAX, &mut Vec::new());
+        let swaps = balance_pairs(
+            &mut state,
+            &weights,
+            None,
+            1,
+            usize::MAX,
+            &mut SearchScratch::default(),
+        );
         assert_eq!(swaps, 2);
         assert_valid(&state, &weights);
         assert_eq!(state.loads, vec![10.0, 11.0, 9.0, 10.0]);
@@ -683,7 +746,14 @@ mod tests {
         // Items 0 (10) and 2, 3 (the 1s) share a color: 10 may not join a 1, and a 1 may not
         // join the 10, so the first pair cannot swap; the second can, once (budget of one swap).
         let colors = [0, 1, 0, 0, 2, 3, 4, 5];
-        let swaps = balance_pairs(&mut state, &weights, Some(&colors), 4, 1, &mut Vec::new());
+        let swaps = balance_pairs(
+            &mut state,
+            &weights,
+            Some(&colors),
+            4,
+            1,
+            &mut SearchScratch::default(),
+        );
         assert_eq!(swaps, 1);
         assert_valid(&state, &weights);
         assert_eq!(state.loads, vec![19.0, 2.0, 9.0, 10.0]);
