@@ -10,8 +10,8 @@
 //! One-for-one swaps are found through an index of all items by weight: a swap of item `a` of the
 //! heaviest pack helps only if the other item is lighter by less than the gap between the two packs,
 //! so each item of the heaviest pack looks only at the items in that weight window, found by
-//! galloping down the index from the item itself. Late in the search the packs are close and the
-//! windows hold an item or two, so a round costs a few short gallops instead of a sweep over every
+//! walking down the index from the item itself. Late in the search the packs are close and the
+//! windows hold an item or two, so a round costs a few short walks instead of a sweep over every
 //! pack.
 //!
 //! Where the budget asks for them, sweeps of pairwise balancing (`balance_pairs`) come first,
@@ -458,17 +458,15 @@ fn best_single_swap(
     for pa in h * k..(h + 1) * k {
         let a = state.slots[pa] as usize;
         let wa = weights[a];
-        // The window ends below `a` in the index: gallop down from `a` to its lower end (narrow
-        // windows, as late in the search, cost a step or two), then go up through it: largest
-        // moves first.
+        // The window ends below `a` in the index: walk down from `a` to its lower end, then go up
+        // through it: largest moves first. Windows are narrow late in the search, where most
+        // rounds are: a step or two, cheaper than a gallop and a binary search.
         let lower = wa - (best_max - lightest);
         let top = scratch.rank[a] as usize;
-        let mut reach = 1;
-        while reach <= top && sorted[top - reach] > lower {
-            reach *= 2;
+        let mut i = top;
+        while i > 0 && sorted[i - 1] > lower {
+            i -= 1;
         }
-        let from = top.saturating_sub(reach);
-        let mut i = from + sorted[from..top].partition_point(|&w| w <= lower);
         while i < sorted.len() && sorted[i] < wa - (high - best_max) {
             // One rarely taken branch per candidate: whether it helps is computed without
             // branching (which candidates help is not predictable).
