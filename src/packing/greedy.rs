@@ -62,29 +62,42 @@ pub fn greedy_pack<W: Weight>(
             per_pack,
         };
         match num_packs {
-            0..=4 => scan.run::<4>(num_packs, pack_weights, pack_of, rank),
-            5..=8 => scan.run::<8>(num_packs, pack_weights, pack_of, rank),
-            9..=16 => scan.run::<16>(num_packs, pack_weights, pack_of, rank),
-            _ => scan.run::<32>(num_packs, pack_weights, pack_of, rank),
+            0..=4 => scan.run::<4, 1>(num_packs, pack_weights, pack_of, rank),
+            5..=8 => scan.run::<8, 1>(num_packs, pack_weights, pack_of, rank),
+            9..=16 => scan.run::<8, 2>(num_packs, pack_weights, pack_of, rank),
+            _ => scan.run::<8, 4>(num_packs, pack_weights, pack_of, rank),
         }
     } else {
-        let counts = &mut scratch.counts;
-        counts.clear();
-        counts.resize(num_packs, 0);
-        let heap = &mut scratch.heap;
-        heap.clear();
-        heap.extend((0..num_packs as u32).map(|p| Reverse(W::default().ascending_key(p))));
-        for &item in &scratch.order {
-            let Reverse(key) = heap.pop().expect("a pack that is not full remains");
-            let p = W::key_index(key) as usize;
-            let item = item as usize;
-            pack_of[item] = p as u32;
-            rank[item] = counts[p];
-            counts[p] += 1;
-            pack_weights[p] += weights[item];
-            if counts[p] < per_pack {
-                heap.push(Reverse(pack_weights[p].ascending_key(p as u32)));
-            }
+        heap_pack(weights, per_pack, scratch, pack_weights, pack_of, rank);
+    }
+}
+
+/// The heap form of [`greedy_pack`], for any number of packs: items in `scratch.order`.
+fn heap_pack<W: Weight>(
+    weights: &[W],
+    per_pack: u32,
+    scratch: &mut GreedyScratch<W>,
+    pack_weights: &mut [W],
+    pack_of: &mut [u32],
+    rank: &mut [u32],
+) {
+    let num_packs = pack_weights.len();
+    let counts = &mut scratch.counts;
+    counts.clear();
+    counts.resize(num_packs, 0);
+    let heap = &mut scratch.heap;
+    heap.clear();
+    heap.extend((0..num_packs as u32).map(|p| Reverse(W::default().ascending_key(p))));
+    for &item in &scratch.order {
+        let Reverse(key) = heap.pop().expect("a pack that is not full remains");
+        let p = W::key_index(key) as usize;
+        let item = item as usize;
+        pack_of[item] = p as u32;
+        rank[item] = counts[p];
+        counts[p] += 1;
+        pack_weights[p] += weights[item];
+        if counts[p] < per_pack {
+            heap.push(Reverse(pack_weights[p].ascending_key(p as u32)));
         }
     }
 }
@@ -100,26 +113,28 @@ struct Scan<'a, W: Weight> {
 const COUNT_BITS: u32 = 16;
 
 impl<W: Weight> Scan<'_, W> {
-    /// Runs the greedy with the open packs held in a fixed array of `P >= num_packs` keys: each
-    /// open pack as its ascending key (weight, then index), a full or missing pack as a key above
-    /// all of them, so the smallest key is the lightest open pack, lowest index on ties. The
-    /// minimum is a balanced tree of comparisons and the update a select over the array, so the
-    /// keys stay in registers and each item's step is a short dependency chain. A key's index field
-    /// holds the pack above [`COUNT_BITS`] and its item count below (the order is unchanged: packs
-    /// differ), so the step needs no count from memory. Precondition: `per_pack < 2^COUNT_BITS`.
-    fn run<const P: usize>(
+    /// Runs the greedy with the open packs held in `N` fixed groups of `G` keys (`G * N >=
+    /// num_packs`, `G` a power of two): each open pack as its ascending key (weight, then index), a
+    /// full or missing pack as a key above all of them, so the smallest key is the lightest open
+    /// pack, lowest index on ties. Each group's smallest key is kept, so an item's step is the
+    /// minimum of `N` keys, one store, and the minimum of the changed group (balanced trees of
+    /// comparisons): a short dependency chain with no branch. A key's index field holds the pack
+    /// above [`COUNT_BITS`] and its item count below (the order is unchanged: packs differ), so the
+    /// step needs no count from memory. Precondition: `per_pack < 2^COUNT_BITS`.
+    fn run<const G: usize, const N: usize>(
         &self,
         num_packs: usize,
         pack_weights: &mut [W],
         pack_of: &mut [u32],
         rank: &mut [u32],
     ) {
-        let mut open = [W::MAX_KEY; P];
-        for (p, key) in open.iter_mut().enumerate().take(num_packs) {
-            *key = W::default().ascending_key((p as u32) << COUNT_BITS);
+        let mut open = [[W::MAX_KEY; G]; N];
+        for p in 0..num_packs {
+            open[p / G][p % G] = W::default().ascending_key((p as u32) << COUNT_BITS);
         }
+        let mut lightest: [W::Key; N] = std::array::from_fn(|g| min_of(&open[g]));
         for &item in self.order {
-            let key = min_of(&open);
+            let key = min_of(&lightest);
             let field = W::key_index(key);
             let (best, count) = (
                 (field >> COUNT_BITS) as usize,
@@ -136,9 +151,12 @@ impl<W: Weight> Scan<'_, W> {
             } else {
                 weight.ascending_key(((best as u32) << COUNT_BITS) | (count + 1))
             };
-            for (p, slot) in open.iter_mut().enumerate() {
-                if p == best {
-                    *slot = new_key;
+            let group = &mut open[best / G];
+            group[best % G] = new_key;
+            let group_min = min_of(group);
+            for (g, min) in lightest.iter_mut().enumerate() {
+                if g == best / G {
+                    *min = group_min;
                 }
             }
         }
@@ -434,6 +452,42 @@ mod tests {
             }
         }
         assert!(seen.iter().all(|&s| s));
+    }
+
+    #[test]
+    fn scan_matches_heap() {
+        // Every scan size, with ties (small integer weights) and zeros, against the heap form.
+        let mut rng = crate::test_rng::XorShift(0x2545_f491_4f6c_dd1d);
+        let mut scratch = GreedyScratch::<f32>::default();
+        for num_packs in 1..=SCAN_LIMIT {
+            for per_pack in [2, 3, 9] {
+                let n = num_packs * per_pack;
+                let weights: Vec<f32> = (0..n).map(|_| (rng.next_u64() % 12) as f32).collect();
+                let (mut scan, mut heap) = (vec![0u32; 2 * n], vec![0u32; 2 * n]);
+                let (mut scan_sums, mut heap_sums) = (Vec::new(), Vec::new());
+                let (pack_of, rank) = scan.split_at_mut(n);
+                greedy_pack(
+                    &weights,
+                    num_packs,
+                    &mut scratch,
+                    &mut scan_sums,
+                    pack_of,
+                    rank,
+                );
+                heap_sums.resize(num_packs, 0.0);
+                let (pack_of, rank) = heap.split_at_mut(n);
+                heap_pack(
+                    &weights,
+                    per_pack as u32,
+                    &mut scratch,
+                    &mut heap_sums,
+                    pack_of,
+                    rank,
+                );
+                assert_eq!(scan, heap, "{num_packs} packs of {per_pack}");
+                assert_eq!(scan_sums, heap_sums);
+            }
+        }
     }
 
     #[test]
