@@ -118,8 +118,7 @@ impl SearchScratch {
         self.reposition(state);
     }
 
-    /// Refreshes every item's position and pack (after exchanges made without
-    /// [`SearchScratch::swap`]).
+    /// Sets every item's position and pack from `state`.
     fn reposition(&mut self, state: &PackState) {
         let k = state.per_pack;
         for (pos, &item) in state.slots.iter().enumerate() {
@@ -250,7 +249,6 @@ pub fn improve_with_hint(
                 sweep_budget,
                 scratch,
             );
-            scratch.reposition(state);
             continue;
         }
         if best.is_none() && budget.pair_swap_partners > 0 {
@@ -286,7 +284,8 @@ pub fn improve_with_hint(
 
 /// Pairs the packs heaviest with lightest, second heaviest with second lightest, and so on, and
 /// in each pair makes the one-for-one swap that brings the two loads closest; at most `sweeps`
-/// sweeps and `max_swaps` swaps. Returns the swaps made.
+/// sweeps and `max_swaps` swaps. Returns the swaps made. `scratch` indexes `state` (see
+/// [`SearchScratch::index`]) and is kept in step.
 ///
 /// A swap moving `d` with `0 < d < gap` lowers the pair's heavier load and raises the lighter one,
 /// so the heaviest pack never rises, and the sum of squared loads falls. Where the exchanges
@@ -302,16 +301,15 @@ fn balance_pairs(
     let m = state.num_packs();
     let mut swaps = 0;
     for _ in 0..sweeps {
-        // Packs heaviest first (lowest index on ties).
-        let loads = &state.loads;
+        // Packs heaviest first (lowest index on ties), sorted as integer keys.
+        scratch.keys.clear();
+        scratch.keys.extend(
+            (state.loads.iter().enumerate()).map(|(p, &load)| load.descending_key(p as u32)),
+        );
+        scratch.keys.sort_unstable();
         let order = &mut scratch.by_load;
         order.clear();
-        order.extend(0..m as u32);
-        order.sort_unstable_by(|&a, &b| {
-            loads[b as usize]
-                .total_cmp(&loads[a as usize])
-                .then(a.cmp(&b))
-        });
+        order.extend(scratch.keys.iter().map(|&key| f64::key_index(key)));
         let before = swaps;
         for i in 0..m / 2 {
             let pair = (
@@ -325,7 +323,7 @@ fn balance_pairs(
                 }),
             };
             if let Some((pa, pb)) = best {
-                state.swap_positions(pa, pb, weights);
+                scratch.swap(state, pa, pb, weights);
                 swaps += 1;
                 if swaps == max_swaps {
                     return swaps;
@@ -701,6 +699,12 @@ mod tests {
         (state, weights)
     }
 
+    fn indexed(state: &PackState, weights: &[f64]) -> SearchScratch {
+        let mut scratch = SearchScratch::default();
+        scratch.index(state, weights, &[]);
+        scratch
+    }
+
     fn sum_of_squares(state: &PackState) -> f64 {
         state.loads.iter().map(|l| l * l).sum()
     }
@@ -724,14 +728,8 @@ mod tests {
         // closest swaps move 10 - 1 = 9 and 8 - 2 = 6 (the first found among equals).
         let (mut state, weights) = state_of(&[&[10.0, 9.0], &[1.0, 1.0], &[8.0, 7.0], &[2.0, 2.0]]);
         let before = sum_of_squares(&state);
-        let swaps = balance_pairs(
-            &mut state,
-            &weights,
-            None,
-            1,
-            usize::MAX,
-            &mut SearchScratch::default(),
-        );
+        let mut scratch = indexed(&state, &weights);
+        let swaps = balance_pairs(&mut state, &weights, None, 1, usize::MAX, &mut scratch);
         assert_eq!(swaps, 2);
         assert_valid(&state, &weights);
         assert_eq!(state.loads, vec![10.0, 11.0, 9.0, 10.0]);
@@ -744,14 +742,8 @@ mod tests {
         // Items 0 (10) and 2, 3 (the 1s) share a color: 10 may not join a 1, and a 1 may not
         // join the 10, so the first pair cannot swap; the second can, once (budget of one swap).
         let colors = [0, 1, 0, 0, 2, 3, 4, 5];
-        let swaps = balance_pairs(
-            &mut state,
-            &weights,
-            Some(&colors),
-            4,
-            1,
-            &mut SearchScratch::default(),
-        );
+        let mut scratch = indexed(&state, &weights);
+        let swaps = balance_pairs(&mut state, &weights, Some(&colors), 4, 1, &mut scratch);
         assert_eq!(swaps, 1);
         assert_valid(&state, &weights);
         assert_eq!(state.loads, vec![19.0, 2.0, 9.0, 10.0]);
