@@ -173,25 +173,51 @@ struct Round {
 
 impl Round {
     fn of(loads: &[f64]) -> Round {
-        // One pass of selects (which pack is heaviest is not predictable; loads are never NaN).
-        // The lightest of the others is the lightest of all: the heaviest is below none.
-        let (mut heaviest, mut high) = (0, loads[0]);
-        let (mut floor, mut lightest) = (f64::NEG_INFINITY, loads[0]);
-        for (p, &load) in loads.iter().enumerate().skip(1) {
-            let heavier = load > high;
-            // The second heaviest: the larger of the old one and min(load, high).
-            let below = if heavier { high } else { load };
-            floor = if below > floor { below } else { floor };
-            heaviest = if heavier { p } else { heaviest };
-            high = if heavier { load } else { high };
-            lightest = if load < lightest { load } else { lightest };
+        // Selects only (which pack is heaviest is not predictable; loads are never NaN), in
+        // `LANES` independent lanes of the heaviest (first on ties), second heaviest and lightest
+        // load, merged at the end: short dependency chains that vectorize.
+        const LANES: usize = 4;
+        let max = |a: f64, b: f64| if a > b { a } else { b };
+        let min = |a: f64, b: f64| if a < b { a } else { b };
+        let mut heaviest = [0u64; LANES];
+        let mut high = [f64::NEG_INFINITY; LANES];
+        let mut floor = [f64::NEG_INFINITY; LANES];
+        let mut lightest = [f64::INFINITY; LANES];
+        let mut add = |lane: usize, p: usize, load: f64| {
+            heaviest[lane] = if load > high[lane] {
+                p as u64
+            } else {
+                heaviest[lane]
+            };
+            floor[lane] = max(floor[lane], min(load, high[lane]));
+            high[lane] = max(high[lane], load);
+            lightest[lane] = min(lightest[lane], load);
+        };
+        let chunks = loads.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        for (c, chunk) in chunks.enumerate() {
+            for (lane, &load) in chunk.iter().enumerate() {
+                add(lane, c * LANES + lane, load);
+            }
         }
-        Round {
-            heaviest,
-            high,
-            floor,
-            lightest,
+        for (lane, &load) in rest.iter().enumerate() {
+            add(lane, loads.len() - rest.len() + lane, load);
         }
+        let mut round = Round {
+            heaviest: heaviest[0] as usize,
+            high: high[0],
+            floor: floor[0],
+            lightest: lightest[0],
+        };
+        for lane in 1..LANES {
+            let (p, load) = (heaviest[lane] as usize, high[lane]);
+            let first = (load > round.high) | ((load == round.high) & (p < round.heaviest));
+            round.floor = max(max(round.floor, floor[lane]), min(round.high, load));
+            round.heaviest = if first { p } else { round.heaviest };
+            round.high = max(round.high, load);
+            round.lightest = min(round.lightest, lightest[lane]);
+        }
+        round
     }
 }
 
