@@ -749,6 +749,27 @@ mod tests {
     }
 
     #[test]
+    fn round_finds_the_first_heaviest_the_second_heaviest_and_the_lightest() {
+        let mut rng = crate::test_rng::XorShift(0x1234_5678_9abc_def1);
+        for m in 1..40 {
+            // Small integers: many ties.
+            let loads: Vec<f64> = (0..m).map(|_| (rng.next_u64() % 5) as f64).collect();
+            let round = Round::of(&loads);
+            let high = loads.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let heaviest = loads.iter().position(|&l| l == high).unwrap();
+            let mut others = loads.clone();
+            others.remove(heaviest);
+            let floor = others.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let lightest = loads.iter().copied().fold(f64::INFINITY, f64::min);
+            assert_eq!(
+                (round.heaviest, round.high, round.floor, round.lightest),
+                (heaviest, high, floor, lightest),
+                "{loads:?}"
+            );
+        }
+    }
+
+    #[test]
     fn balance_pairs_pairs_heaviest_with_lightest() {
         // Loads 19, 2, 15, 4 pair as (19, 2) and (15, 4). The best moves are 8.5 and 5.5; the
         // closest swaps move 10 - 1 = 9 and 8 - 2 = 6 (the first found among equals).
