@@ -75,12 +75,22 @@ pub struct SearchScratch {
     gathered: Vec<f64>,
     /// The leftover imbalance of every swap between two packs.
     rests: Vec<f64>,
+    /// With colors: per pack, bit `color % 64` of each of its items, and possibly of items that
+    /// left it since [`SearchScratch::index`]. A clear bit proves the pack free of that color, so
+    /// most color checks need not read the pack.
+    color_masks: Vec<u64>,
 }
 
 impl SearchScratch {
-    /// Indexes the items of `state` by weight and position; `descending` as in
-    /// [`improve_with_hint`].
-    fn index(&mut self, state: &PackState, weights: &[f64], descending: &[u32]) {
+    /// Indexes the items of `state` by weight and position, and by color with `colors`;
+    /// `descending` as in [`improve_with_hint`].
+    fn index(
+        &mut self,
+        state: &PackState,
+        weights: &[f64],
+        colors: Option<&[u32]>,
+        descending: &[u32],
+    ) {
         self.keys.clear();
         if descending.len() == weights.len() {
             // Nearly ascending already: insertion sort makes it exact.
@@ -116,6 +126,11 @@ impl SearchScratch {
         self.pack_by_rank.clear();
         self.pack_by_rank.resize(weights.len(), 0);
         self.reposition(state);
+        self.color_masks.clear();
+        if let Some(colors) = colors {
+            self.color_masks
+                .extend((0..state.num_packs()).map(|p| pack_color_mask(state, colors, p)));
+        }
     }
 
     /// Sets every item's position and pack from `state`.
@@ -140,17 +155,40 @@ impl SearchScratch {
         mean.max(with_lightest) * (1.0 - 1e-12)
     }
 
-    /// Swaps the items at flat positions `a` and `b` in `state` and in the position index.
-    fn swap(&mut self, state: &mut PackState, a: usize, b: usize, weights: &[f64]) {
+    /// Swaps the items at flat positions `a` and `b` in `state` and in the position index (and
+    /// the color masks, with `colors`).
+    fn swap(
+        &mut self,
+        state: &mut PackState,
+        a: usize,
+        b: usize,
+        weights: &[f64],
+        colors: Option<&[u32]>,
+    ) {
         state.swap_positions(a, b, weights);
         let k = state.per_pack;
         for pos in [a, b] {
             let item = state.slots[pos] as usize;
             self.position[item] = pos as u32;
             self.pack_by_rank[self.rank[item] as usize] = (pos / k) as u32;
+            if let Some(colors) = colors {
+                // The incoming color's bit; the leaving color's may stay set (a mask may claim
+                // more than the pack holds, never less).
+                self.color_masks[pos / k] |= 1u64 << (colors[item] % 64);
+            }
         }
     }
 }
+
+/// Bit `color % 64` of every item of `pack`.
+fn pack_color_mask(state: &PackState, colors: &[u32], pack: usize) -> u64 {
+    state
+        .items(pack)
+        .iter()
+        .fold(0, |mask, &item| mask | 1u64 << (colors[item as usize] % 64))
+}
+
+impl SearchScratch {}
 
 /// A candidate exchange: flat positions to swap, and the new load of the heavier side.
 #[derive(Debug, Clone, Copy)]
@@ -250,7 +288,7 @@ pub fn improve_with_hint(
     if state.max_load() <= budget.good_enough {
         return 0;
     }
-    scratch.index(state, weights, descending);
+    scratch.index(state, weights, colors, descending);
     // No exchange lowers the heaviest pack below the bound: stop there.
     let stop = budget.good_enough.max(scratch.lower_bound(state));
     let mut swept = budget.balance_sweeps == 0;
@@ -298,9 +336,9 @@ pub fn improve_with_hint(
             best = best_pair_swap(state, weights, colors, h, threshold, scratch);
         }
         let Some(exchange) = best else { break };
-        scratch.swap(state, exchange.first.0, exchange.first.1, weights);
+        scratch.swap(state, exchange.first.0, exchange.first.1, weights, colors);
         if let Some((a, b)) = exchange.second {
-            scratch.swap(state, a, b, weights);
+            scratch.swap(state, a, b, weights, colors);
         }
         rounds += 1;
     }
@@ -344,12 +382,17 @@ fn balance_pairs(
             );
             let best = match colors {
                 None => closest_swap(state, weights, pair, scratch, |_, _| true),
-                Some(_) => closest_swap(state, weights, pair, scratch, |pa, pb| {
-                    colors_allow(state, colors, pa, pb, (usize::MAX, usize::MAX))
-                }),
+                Some(_) => {
+                    let masks = std::mem::take(&mut scratch.color_masks);
+                    let best = closest_swap(state, weights, pair, scratch, |pa, pb| {
+                        colors_allow(state, colors, &masks, pa, pb)
+                    });
+                    scratch.color_masks = masks;
+                    best
+                }
             };
             if let Some((pa, pb)) = best {
-                scratch.swap(state, pa, pb, weights);
+                scratch.swap(state, pa, pb, weights, colors);
                 swaps += 1;
                 if swaps == max_swaps {
                     return swaps;
@@ -425,12 +468,15 @@ fn least(values: &[f64]) -> f64 {
     lanes.into_iter().fold(f64::INFINITY, min)
 }
 
+/// Whether swapping the items at flat positions `pos_a` and `pos_b` (in different packs) leaves
+/// no pack with two items of one color; `masks` are the packs' color masks
+/// ([`SearchScratch::index`]).
 fn colors_allow(
     state: &PackState,
     colors: Option<&[u32]>,
+    masks: &[u64],
     pos_a: usize,
     pos_b: usize,
-    ignore: (usize, usize),
 ) -> bool {
     let Some(colors) = colors else { return true };
     let k = state.per_pack;
@@ -442,17 +488,18 @@ fn colors_allow(
         return false;
     }
     let (pa, pb) = (pos_a / k, pos_b / k);
-    let clash = |pack: usize, color: u32, leaving: usize, also_leaving: usize| {
+    let may_hold = |pack: usize, color: u32| masks[pack] & (1u64 << (color % 64)) != 0;
+    if !may_hold(pb, ca) && !may_hold(pa, cb) {
+        return true;
+    }
+    let clash = |pack: usize, color: u32, leaving: usize| {
         let start = pack * k;
         // Every position, no early exit: the loop is then predictable.
         (start..start + k).fold(false, |found, pos| {
-            found
-                | ((pos != leaving)
-                    & (pos != also_leaving)
-                    & (colors[state.slots[pos] as usize] == color))
+            found | ((pos != leaving) & (colors[state.slots[pos] as usize] == color))
         })
     };
-    !clash(pb, ca, pos_b, ignore.1) && !clash(pa, cb, pos_a, ignore.0)
+    !clash(pb, ca, pos_b) && !clash(pa, cb, pos_a)
 }
 
 /// The best one-for-one swap between the heaviest pack and another one. Swapping item `a` (weight
@@ -508,7 +555,7 @@ fn best_single_swap(
                 continue;
             }
             let pb = scratch.position[scratch.by_weight[i - 1] as usize] as usize;
-            if colors_allow(state, colors, pa, pb, (usize::MAX, usize::MAX)) {
+            if colors_allow(state, colors, &scratch.color_masks, pa, pb) {
                 best_max = new_max;
                 best = Some(Exchange {
                     new_max,
@@ -725,9 +772,9 @@ mod tests {
         (state, weights)
     }
 
-    fn indexed(state: &PackState, weights: &[f64]) -> SearchScratch {
+    fn indexed(state: &PackState, weights: &[f64], colors: Option<&[u32]>) -> SearchScratch {
         let mut scratch = SearchScratch::default();
-        scratch.index(state, weights, &[]);
+        scratch.index(state, weights, colors, &[]);
         scratch
     }
 
@@ -775,7 +822,7 @@ mod tests {
         // closest swaps move 10 - 1 = 9 and 8 - 2 = 6 (the first found among equals).
         let (mut state, weights) = state_of(&[&[10.0, 9.0], &[1.0, 1.0], &[8.0, 7.0], &[2.0, 2.0]]);
         let before = sum_of_squares(&state);
-        let mut scratch = indexed(&state, &weights);
+        let mut scratch = indexed(&state, &weights, None);
         let swaps = balance_pairs(&mut state, &weights, None, 1, usize::MAX, &mut scratch);
         assert_eq!(swaps, 2);
         assert_valid(&state, &weights);
@@ -784,12 +831,42 @@ mod tests {
     }
 
     #[test]
+    fn color_checks_read_the_pack_where_the_masks_cannot_tell() {
+        // Packs {0, 1}, {2, 3}, {4, 5}; positions are items. Colors 3 and 67 share a mask bit.
+        let (mut state, weights) = state_of(&[&[4.0, 3.0], &[2.0, 1.0], &[6.0, 5.0]]);
+        let colors = [3, 10, 67, 20, 30, 40];
+        let mut scratch = indexed(&state, &weights, Some(&colors));
+        let allow = |state: &PackState, scratch: &SearchScratch, a: usize, b: usize| {
+            colors_allow(state, Some(&colors), &scratch.color_masks, a, b)
+        };
+        // 10 <-> 20: no bit in common with the other pack.
+        assert!(allow(&state, &scratch, 1, 3));
+        // 3 into pack 1 meets 67's bit, but no 3: allowed after reading the pack.
+        assert!(allow(&state, &scratch, 0, 3));
+        // After 10 <-> 20, pack 0 = {3, 20} keeps the bit of the departed 10: 10 coming back
+        // (with 3 going to pack 1, where 67's bit is) is still allowed.
+        scratch.swap(&mut state, 1, 3, &weights, Some(&colors));
+        assert_eq!(state.slots[..4], [0, 3, 2, 1]);
+        assert!(allow(&state, &scratch, 3, 0));
+        // A true clash: a second 3 in pack 1.
+        let twins = [3, 10, 3, 20, 30, 40];
+        let (state, weights) = state_of(&[&[4.0, 3.0], &[2.0, 1.0], &[6.0, 5.0]]);
+        let scratch = indexed(&state, &weights, Some(&twins));
+        let allow =
+            |a: usize, b: usize| colors_allow(&state, Some(&twins), &scratch.color_masks, a, b);
+        assert!(allow(1, 3));
+        assert!(!allow(0, 3), "3 would join the 3 of pack 1");
+        assert!(!allow(0, 2), "two items of one color");
+        assert!(allow(0, 4), "3 into pack 2, 30 into pack 0");
+    }
+
+    #[test]
     fn balance_pairs_respects_colors_and_the_swap_budget() {
         let (mut state, weights) = state_of(&[&[10.0, 9.0], &[1.0, 1.0], &[8.0, 7.0], &[2.0, 2.0]]);
         // Items 0 (10) and 2, 3 (the 1s) share a color: 10 may not join a 1, and a 1 may not
         // join the 10, so the first pair cannot swap; the second can, once (budget of one swap).
         let colors = [0, 1, 0, 0, 2, 3, 4, 5];
-        let mut scratch = indexed(&state, &weights);
+        let mut scratch = indexed(&state, &weights, Some(&colors));
         let swaps = balance_pairs(&mut state, &weights, Some(&colors), 4, 1, &mut scratch);
         assert_eq!(swaps, 1);
         assert_valid(&state, &weights);
