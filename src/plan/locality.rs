@@ -162,7 +162,7 @@ pub(crate) fn budget_applies(shape: &Shape, options: &Options) -> bool {
 
 /// What the budget pass starts from, and so what its result must beat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Baseline {
+pub(crate) enum Baseline<'a> {
     /// The finished strict plan: the result needs a lower GPU maximum and no more duplicated
     /// replicas.
     StrictPlan,
@@ -171,7 +171,11 @@ pub(crate) enum Baseline {
     /// computed: the result needs a GPU maximum below the strict plan's lower bound (the heaviest
     /// node spread over its GPUs), so below the strict plan whatever its packing, and no
     /// duplicated replica. Every node is packed once, after the moves.
-    StrictCounts,
+    StrictCounts {
+        /// Each node's home experts heaviest first (loads rounded to `f32`, ties by id), node
+        /// after node, as the counts were made (the moves need that order).
+        members: &'a [u32],
+    },
 }
 
 /// Spends the layer's locality budget (see the module documentation) from `baseline`:
@@ -189,7 +193,7 @@ pub(crate) fn spend_budget(
     group_node: &[i64],
     (phy2log, logcnt): (&mut [i64], &mut [i64]),
     scratch: &mut BudgetScratch,
-    baseline: Baseline,
+    baseline: Baseline<'_>,
 ) -> bool {
     let budget = options.max_off_home_share;
     let (e, r, g, n, p) = (
@@ -222,7 +226,11 @@ pub(crate) fn spend_budget(
         new_logcnt,
         last_gpu,
     } = scratch;
-    layer.prepare(loads, shape, group_node);
+    let sorted_members = match baseline {
+        Baseline::StrictPlan => None,
+        Baseline::StrictCounts { members } => Some(members),
+    };
+    layer.prepare(loads, shape, group_node, sorted_members);
     layer.reset(phy2log, logcnt);
     let left = budget * total - layer.off_home_load();
     if left <= 0.0 {
@@ -235,7 +243,7 @@ pub(crate) fn spend_budget(
             let old_max = max_gpu_load(loads, phy2log, logcnt, k, gpu_loads);
             (old_max, old_max * (1.0 - MIN_GAIN))
         }
-        Baseline::StrictCounts => {
+        Baseline::StrictCounts { .. } => {
             // Home replicas only: each node's load is its groups' load.
             let bound = layer.node_load.iter().copied().fold(0.0, f64::max) / layer.q as f64;
             (bound * (1.0 - MIN_GAIN), bound * (1.0 - DIRECT_MARGIN))
@@ -260,7 +268,7 @@ pub(crate) fn spend_budget(
     let new_max = max_gpu_load(loads, new_phy2log, new_logcnt, k, gpu_loads);
     let beaten = match baseline {
         Baseline::StrictPlan => new_max < to_beat * (1.0 - LOAD_TOLERANCE),
-        Baseline::StrictCounts => new_max < to_beat,
+        Baseline::StrictCounts { .. } => new_max < to_beat,
     };
     if !beaten || off_home_share(loads, new_phy2log, new_logcnt, group_node, shape) > budget {
         return false;
@@ -268,7 +276,7 @@ pub(crate) fn spend_budget(
     // A plan without duplicates has no more than the strict one (the usual case: no count).
     let new_duplicates = duplicated_replicas_in(new_phy2log, k, last_gpu);
     if new_duplicates > 0
-        && (baseline == Baseline::StrictCounts
+        && (baseline != Baseline::StrictPlan
             || new_duplicates > duplicated_replicas_in(phy2log, k, last_gpu))
     {
         return false;
@@ -406,8 +414,16 @@ struct Layer {
 }
 
 impl Layer {
-    /// Sizes the buffers for `shape` and takes the layer's loads and homes.
-    fn prepare(&mut self, loads: &[f64], shape: &Shape, group_node: &[i64]) {
+    /// Sizes the buffers for `shape` and takes the layer's loads and homes; `sorted_members`, when
+    /// given, are each node's home experts heaviest first, node after node (as
+    /// [`Layer::sort_members`] orders them).
+    fn prepare(
+        &mut self,
+        loads: &[f64],
+        shape: &Shape,
+        group_node: &[i64],
+        sorted_members: Option<&[u32]>,
+    ) {
         let (e, r, n) = (shape.num_logical, shape.num_replicas, shape.num_nodes);
         let group_size = e / shape.num_groups;
         self.n = n;
@@ -418,16 +434,23 @@ impl Layer {
         self.loads.extend_from_slice(loads);
         self.member_start.clear();
         self.members.clear();
-        for node in 0..n {
-            self.member_start.push(self.members.len());
-            for (group, &home) in group_node.iter().enumerate() {
-                if home as usize == node {
-                    self.members
-                        .extend((group * group_size..(group + 1) * group_size).map(|x| x as u32));
+        if let Some(sorted) = sorted_members {
+            // Every node is home to `e / n` experts (the groups split evenly).
+            self.members.extend_from_slice(sorted);
+            self.member_start.extend((0..=n).map(|node| node * (e / n)));
+        } else {
+            for node in 0..n {
+                self.member_start.push(self.members.len());
+                for (group, &home) in group_node.iter().enumerate() {
+                    if home as usize == node {
+                        self.members.extend(
+                            (group * group_size..(group + 1) * group_size).map(|x| x as u32),
+                        );
+                    }
                 }
             }
+            self.member_start.push(self.members.len());
         }
-        self.member_start.push(self.members.len());
         self.home_of.clear();
         self.home_of.extend(
             group_node
@@ -444,7 +467,7 @@ impl Layer {
             v.resize(n, 0.0);
         }
         self.sorted.clear();
-        self.sorted.resize(n, false);
+        self.sorted.resize(n, sorted_members.is_some());
         self.victim.clear();
         self.victim.resize(n, None);
         self.exporter.clear();

@@ -100,6 +100,8 @@ pub struct RefinedPlanner {
     slots_per_node: usize,
     /// Buffers of the locality budget's pass.
     budget: BudgetScratch,
+    /// Each node's experts heaviest first, node after node (the budget pass's member order).
+    members_by_load: Vec<u32>,
 }
 
 impl RefinedPlanner {
@@ -173,6 +175,7 @@ impl RefinedPlanner {
         }
         self.slots_per_node = slots_per_node;
         let mut experts = std::mem::take(&mut self.experts);
+        self.members_by_load.clear();
         for node in 0..n {
             experts.clear();
             experts.extend_from_slice(
@@ -181,7 +184,13 @@ impl RefinedPlanner {
             self.node_loads.clear();
             self.node_loads
                 .extend(experts.iter().map(|&x| self.row[x as usize]));
-            self.count_hot(extra, gpus_per_node as u32, false);
+            // Fully sorted: the budget pass's moves walk each node's experts heaviest first.
+            self.count_hot(extra, gpus_per_node as u32, true);
+            self.members_by_load.extend(
+                self.node_keys
+                    .iter()
+                    .map(|&key| experts[f32::key_index(key) as usize]),
+            );
             let node_slots = &mut phy2log[node * slots_per_node..(node + 1) * slots_per_node];
             let mut slot = 0;
             for (&x, &c) in experts.iter().zip(&self.counts) {
@@ -198,7 +207,9 @@ impl RefinedPlanner {
             group_node,
             (phy2log, logcnt),
             &mut self.budget,
-            Baseline::StrictCounts,
+            Baseline::StrictCounts {
+                members: &self.members_by_load,
+            },
         )
     }
 
