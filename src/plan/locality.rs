@@ -25,7 +25,7 @@
 //!    off-home share (as [`crate::metrics::off_home_share`] measures it) is within the budget and
 //!    it has no more duplicated replicas.
 //!
-//! The pass starts from one of two baselines ([`Baseline`]). From the strict plan's replica counts,
+//! The pass starts from one of two baselines (`Baseline`). From the strict plan's replica counts,
 //! before any node is packed, each node is packed once, after the moves, and the result must beat
 //! the strict plan's lower bound (the heaviest node over its GPUs), which certifies it without
 //! planning the strict layer. Where that does not apply or misses, the pass rewrites the finished
@@ -33,7 +33,7 @@
 //! `group_node` is not changed. [`water_filling_bound`] is the bound of the issue, for measuring
 //! how much of the budget's promise a plan keeps.
 
-use crate::metrics::{duplicated_replicas_in, max_gpu_load, min_max_replica_load, off_home_share};
+use crate::metrics::{duplicated_replicas_in, max_gpu_load, min_max_replica_load};
 use crate::options::{Effort, Options};
 use crate::packing::exact::{self, ExactScratch};
 use crate::packing::greedy::{RoundsScratch, greedy_rounds};
@@ -222,8 +222,6 @@ pub(crate) fn spend_budget(
         layer,
         repack,
         gpu_loads,
-        new_phy2log,
-        new_logcnt,
         last_gpu,
     } = scratch;
     let sorted_members = match baseline {
@@ -261,28 +259,27 @@ pub(crate) fn spend_budget(
         layer.changed.fill(true);
     }
     layer.repack(options.effort, packed, repack);
-    new_logcnt.clear();
-    new_logcnt.extend(layer.cnt.iter().map(|&c| i64::from(c)));
-    new_phy2log.clear();
-    new_phy2log.extend(layer.slots.iter().map(|&x| i64::from(x)));
-    let new_max = max_gpu_load(loads, new_phy2log, new_logcnt, k, gpu_loads);
+    let (new_max, off_home, new_duplicates) = layer.measure(last_gpu);
     let beaten = match baseline {
         Baseline::StrictPlan => new_max < to_beat * (1.0 - LOAD_TOLERANCE),
         Baseline::StrictCounts { .. } => new_max < to_beat,
     };
-    if !beaten || off_home_share(loads, new_phy2log, new_logcnt, group_node, shape) > budget {
+    if !beaten || off_home / total > budget {
         return false;
     }
     // A plan without duplicates has no more than the strict one (the usual case: no count).
-    let new_duplicates = duplicated_replicas_in(new_phy2log, k, last_gpu);
     if new_duplicates > 0
         && (baseline != Baseline::StrictPlan
             || new_duplicates > duplicated_replicas_in(phy2log, k, last_gpu))
     {
         return false;
     }
-    phy2log.copy_from_slice(new_phy2log);
-    logcnt.copy_from_slice(new_logcnt);
+    for (dst, &x) in phy2log.iter_mut().zip(&layer.slots) {
+        *dst = i64::from(x);
+    }
+    for (dst, &c) in logcnt.iter_mut().zip(&layer.cnt) {
+        *dst = i64::from(c);
+    }
     true
 }
 
@@ -292,8 +289,6 @@ pub(crate) struct BudgetScratch {
     layer: Layer,
     repack: RepackScratch,
     gpu_loads: Vec<f64>,
-    new_phy2log: Vec<i64>,
-    new_logcnt: Vec<i64>,
     last_gpu: Vec<u32>,
 }
 
@@ -577,6 +572,33 @@ impl Layer {
 
     fn max_est(&self) -> f64 {
         (0..self.n).map(|m| self.est(m)).fold(0.0, f64::max)
+    }
+
+    /// The plan as it stands, measured in one pass over its slots: its largest GPU load, its
+    /// load outside home nodes and its duplicated replicas, as [`max_gpu_load`],
+    /// [`crate::metrics::off_home_share`] (times the total) and [`duplicated_replicas_in`]
+    /// measure a plan row: the same sums in the same order (each slot's `load / count`), so the
+    /// same figures, without building the row. `last_gpu` is scratch.
+    fn measure(&self, last_gpu: &mut Vec<u32>) -> (f64, f64, usize) {
+        last_gpu.clear();
+        last_gpu.resize(self.cnt.len(), u32::MAX);
+        let (mut max, mut off, mut duplicates) = (0.0f64, 0.0, 0);
+        for (gpu, slots) in (0u32..).zip(self.slots.chunks_exact(self.k)) {
+            let node = gpu as usize / self.q;
+            let mut load = 0.0;
+            for &x in slots {
+                let v = self.rep(x);
+                load += v;
+                if self.home(x) != node {
+                    off += v;
+                }
+                let seen = &mut last_gpu[x as usize];
+                duplicates += usize::from(*seen == gpu);
+                *seen = gpu;
+            }
+            max = larger(load, max);
+        }
+        (max, off, duplicates)
     }
 
     /// Load carried by replicas outside their home node.
