@@ -57,8 +57,9 @@ const PACK_SLACK: f64 = 5e-4;
 /// above the level it aims at.
 const FALLBACK_MISS: f64 = 3e-3;
 
-/// From [`Baseline::StrictCounts`] the pass runs only when the budget's target is at least this far (relative)
-/// below the strict plan's lower bound; closer, the result would too often miss the bound.
+/// From [`Baseline::StrictCounts`] the pass runs only when the budget's target is at least this
+/// far (relative) below the strict plan's lower bound; closer, the result would too often miss the
+/// bound.
 const DIRECT_MARGIN: f64 = 1e-3;
 
 /// Exchanges the repacking search may apply, per replica of the node.
