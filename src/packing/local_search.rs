@@ -22,7 +22,7 @@
 //! untrained.
 
 use super::state::PackState;
-use super::weight::{Weight, insertion_sort};
+use super::weight::Weight;
 
 /// Relative improvement an exchange must bring, so that rounding noise never cycles.
 const MIN_GAIN: f64 = 1e-12;
@@ -91,17 +91,32 @@ impl SearchScratch {
         colors: Option<&[u32]>,
         descending: &[u32],
     ) {
-        self.keys.clear();
-        if descending.len() == weights.len() {
-            // Nearly ascending already: insertion sort makes it exact.
-            self.keys.extend(
-                descending
-                    .iter()
-                    .rev()
-                    .map(|&i| weights[i as usize].ascending_key(i)),
-            );
-            insertion_sort(&mut self.keys);
+        let n = weights.len();
+        // Every entry of these is written below: no need to clear them.
+        self.by_weight.resize(n, 0);
+        self.sorted_weights.resize(n, 0.0);
+        self.rank.resize(n, 0);
+        self.position.resize(n, 0);
+        self.pack_by_rank.resize(n, 0);
+        let (by_weight, sorted) = (&mut self.by_weight[..n], &mut self.sorted_weights[..n]);
+        if descending.len() == n {
+            // Nearly ascending reversed: insertion sort on (weight, item) makes it exact, moving
+            // the two arrays together (no keys to build and take apart).
+            for (filled, &item) in descending.iter().rev().enumerate() {
+                let w = weights[item as usize] + 0.0;
+                let mut j = filled;
+                while j > 0
+                    && (sorted[j - 1] > w || (sorted[j - 1] == w && by_weight[j - 1] > item))
+                {
+                    sorted[j] = sorted[j - 1];
+                    by_weight[j] = by_weight[j - 1];
+                    j -= 1;
+                }
+                sorted[j] = w;
+                by_weight[j] = item;
+            }
         } else {
+            self.keys.clear();
             self.keys.extend(
                 weights
                     .iter()
@@ -109,36 +124,28 @@ impl SearchScratch {
                     .map(|(i, &w)| w.ascending_key(i as u32)),
             );
             self.keys.sort_unstable();
+            for ((&key, item), w) in self.keys.iter().zip(by_weight).zip(sorted) {
+                (*item, *w) = (f64::key_index(key), f64::key_weight(key));
+            }
         }
-        self.by_weight.clear();
-        self.by_weight
-            .extend(self.keys.iter().map(|&key| f64::key_index(key)));
-        self.sorted_weights.clear();
-        self.sorted_weights
-            .extend(self.keys.iter().map(|&key| f64::key_weight(key)));
-        self.rank.clear();
-        self.rank.resize(weights.len(), 0);
         for (r, &item) in self.by_weight.iter().enumerate() {
             self.rank[item as usize] = r as u32;
         }
-        self.position.clear();
-        self.position.resize(weights.len(), 0);
-        self.pack_by_rank.clear();
-        self.pack_by_rank.resize(weights.len(), 0);
-        self.reposition(state);
         self.color_masks.clear();
-        if let Some(colors) = colors {
-            self.color_masks
-                .extend((0..state.num_packs()).map(|p| pack_color_mask(state, colors, p)));
-        }
-    }
-
-    /// Sets every item's position and pack from `state`.
-    fn reposition(&mut self, state: &PackState) {
         let k = state.per_pack;
-        for (pos, &item) in state.slots.iter().enumerate() {
-            self.position[item as usize] = pos as u32;
-            self.pack_by_rank[self.rank[item as usize] as usize] = (pos / k) as u32;
+        for (p, items) in state.slots.chunks_exact(k).enumerate() {
+            let mut mask = 0u64;
+            for (j, &item) in items.iter().enumerate() {
+                let item = item as usize;
+                self.position[item] = (p * k + j) as u32;
+                self.pack_by_rank[self.rank[item] as usize] = p as u32;
+                if let Some(colors) = colors {
+                    mask |= 1u64 << (colors[item] % 64);
+                }
+            }
+            if colors.is_some() {
+                self.color_masks.push(mask);
+            }
         }
     }
 
@@ -179,16 +186,6 @@ impl SearchScratch {
         }
     }
 }
-
-/// Bit `color % 64` of every item of `pack`.
-fn pack_color_mask(state: &PackState, colors: &[u32], pack: usize) -> u64 {
-    state
-        .items(pack)
-        .iter()
-        .fold(0, |mask, &item| mask | 1u64 << (colors[item as usize] % 64))
-}
-
-impl SearchScratch {}
 
 /// A candidate exchange: flat positions to swap, and the new load of the heavier side.
 #[derive(Debug, Clone, Copy)]
