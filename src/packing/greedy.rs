@@ -5,7 +5,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::state::PackState;
-use super::weight::{Weight, insertion_sort, sort_descending, sort_rounded_descending};
+use super::weight::{Weight, sort_descending, sort_reversed, sort_rounded_descending};
 
 /// Reusable buffers of [`greedy_pack`].
 #[derive(Debug, Default)]
@@ -378,48 +378,54 @@ fn deal(
 ) -> bool {
     state.reset(weights.len(), num_packs);
     let per_pack = state.per_pack;
+    let (slots, loads) = (&mut state.slots[..], &mut state.loads[..]);
     scratch.last_color.clear();
     scratch.last_color.resize(num_packs, u32::MAX);
+    let last = &mut scratch.last_color[..];
     let mut clean = true;
-    let packs = &mut scratch.pack_keys;
-    let last = &mut scratch.last_color;
     // Packs by load ascending (f32-rounded, lowest index on ties), as integer keys. All loads start
     // at zero, so index order.
+    let packs = &mut scratch.pack_keys;
     packs.clear();
     packs.extend((0..num_packs as u32).map(|p| 0.0f32.ascending_key(p)));
+    let packs = &mut packs[..];
+    let pack = |key: u64| f32::key_index(key) as usize;
     for (r, round) in scratch.keys.chunks_exact(num_packs).enumerate() {
         if r > 0 {
-            // The heaviest items went to the lightest packs, so the order mostly flips: reversed,
-            // with fresh loads, it is nearly sorted and insertion sort finishes it cheaply.
-            packs.reverse();
+            // The heaviest items went to the lightest packs, so with fresh loads the order mostly
+            // flips.
             for key in packs.iter_mut() {
                 let p = f32::key_index(*key);
-                *key = (state.loads[p as usize] as f32).ascending_key(p);
+                *key = (loads[p as usize] as f32).ascending_key(p);
             }
-            insertion_sort(packs);
+            sort_reversed(packs);
         }
         if let Some(colors) = colors {
             let color = |i: usize| colors[f32::key_index(round[i]) as usize];
-            let last_of = |packs: &[u64], i: usize| last[f32::key_index(packs[i]) as usize];
-            for i in 0..num_packs {
-                if last_of(packs, i) != color(i) {
-                    continue;
-                }
-                match (i + 1..num_packs)
-                    .find(|&j| last_of(packs, j) != color(i) && last_of(packs, i) != color(j))
-                {
-                    Some(j) => packs.swap(i, j),
-                    None => clean = false,
+            // Most rounds have no clash: one branch-free check settles them.
+            let clash =
+                (0..num_packs).fold(false, |clash, i| clash | (last[pack(packs[i])] == color(i)));
+            if clash {
+                for i in 0..num_packs {
+                    if last[pack(packs[i])] != color(i) {
+                        continue;
+                    }
+                    match (i + 1..num_packs).find(|&j| {
+                        last[pack(packs[j])] != color(i) && last[pack(packs[i])] != color(j)
+                    }) {
+                        Some(j) => packs.swap(i, j),
+                        None => clean = false,
+                    }
                 }
             }
-            for (i, &pack) in packs.iter().enumerate() {
-                last[f32::key_index(pack) as usize] = color(i);
+            for (&key, &p) in round.iter().zip(packs.iter()) {
+                last[pack(p)] = colors[f32::key_index(key) as usize];
             }
         }
-        for (&key, &pack) in round.iter().zip(packs.iter()) {
-            let (item, pack) = (f32::key_index(key), f32::key_index(pack) as usize);
-            state.slots[pack * per_pack + r] = item;
-            state.loads[pack] += weights[item as usize];
+        for (&key, &p) in round.iter().zip(packs.iter()) {
+            let (item, p) = (f32::key_index(key), pack(p));
+            slots[p * per_pack + r] = item;
+            loads[p] += weights[item as usize];
         }
     }
     clean && colors.is_some()
