@@ -382,7 +382,7 @@ fn balance_pairs(
                 Some(_) => {
                     let masks = std::mem::take(&mut scratch.color_masks);
                     let best = closest_swap(state, weights, pair, scratch, |pa, pb| {
-                        colors_allow(state, colors, &masks, pa, pb)
+                        colors_allow(state, colors, &masks, (pa, pair.0), (pb, pair.1))
                     });
                     scratch.color_masks = masks;
                     best
@@ -465,38 +465,40 @@ fn least(values: &[f64]) -> f64 {
     lanes.into_iter().fold(f64::INFINITY, min)
 }
 
-/// Whether swapping the items at flat positions `pos_a` and `pos_b` (in different packs) leaves
-/// no pack with two items of one color; `masks` are the packs' color masks
-/// ([`SearchScratch::index`]).
+/// Whether swapping the items at flat positions `a.0` (in pack `a.1`) and `b.0` (in pack `b.1`, a
+/// different pack) leaves no pack with two items of one color; `masks` are the packs' color masks
+/// ([`SearchScratch::index`]). The masks settle most calls here; the packs are read out of line.
+#[inline]
 fn colors_allow(
     state: &PackState,
     colors: Option<&[u32]>,
     masks: &[u64],
-    pos_a: usize,
-    pos_b: usize,
+    (pos_a, pack_a): (usize, usize),
+    (pos_b, pack_b): (usize, usize),
 ) -> bool {
     let Some(colors) = colors else { return true };
-    let k = state.per_pack;
     let (ca, cb) = (
         colors[state.slots[pos_a] as usize],
         colors[state.slots[pos_b] as usize],
     );
+    let may_hold = |pack: usize, color: u32| masks[pack] & (1u64 << (color % 64)) != 0;
     if ca == cb {
         return false;
     }
-    let (pa, pb) = (pos_a / k, pos_b / k);
-    let may_hold = |pack: usize, color: u32| masks[pack] & (1u64 << (color % 64)) != 0;
-    if !may_hold(pb, ca) && !may_hold(pa, cb) {
+    if !may_hold(pack_b, ca) && !may_hold(pack_a, cb) {
         return true;
     }
-    let clash = |pack: usize, color: u32, leaving: usize| {
-        let start = pack * k;
-        // Every position, no early exit: the loop is then predictable.
-        (start..start + k).fold(false, |found, pos| {
-            found | ((pos != leaving) & (colors[state.slots[pos] as usize] == color))
-        })
-    };
-    !clash(pb, ca, pos_b) && !clash(pa, cb, pos_a)
+    !holds_color(state, colors, pack_b, ca, pos_b) && !holds_color(state, colors, pack_a, cb, pos_a)
+}
+
+/// Whether `pack` holds an item of `color` elsewhere than at flat position `leaving`.
+#[inline(never)]
+fn holds_color(state: &PackState, colors: &[u32], pack: usize, color: u32, leaving: usize) -> bool {
+    let leaving = leaving.wrapping_sub(pack * state.per_pack);
+    // Every position, no early exit: the loop is then predictable.
+    (state.items(pack).iter().enumerate()).fold(false, |found, (j, &item)| {
+        found | ((j != leaving) & (colors[item as usize] == color))
+    })
 }
 
 /// The best one-for-one swap between the heaviest pack and another one. Swapping item `a` (weight
@@ -552,7 +554,7 @@ fn best_single_swap(
                 continue;
             }
             let pb = scratch.position[scratch.by_weight[i - 1] as usize] as usize;
-            if colors_allow(state, colors, &scratch.color_masks, pa, pb) {
+            if colors_allow(state, colors, &scratch.color_masks, (pa, h), (pb, p)) {
                 best_max = new_max;
                 best = Some(Exchange {
                     new_max,
@@ -834,7 +836,13 @@ mod tests {
         let colors = [3, 10, 67, 20, 30, 40];
         let mut scratch = indexed(&state, &weights, Some(&colors));
         let allow = |state: &PackState, scratch: &SearchScratch, a: usize, b: usize| {
-            colors_allow(state, Some(&colors), &scratch.color_masks, a, b)
+            colors_allow(
+                state,
+                Some(&colors),
+                &scratch.color_masks,
+                (a, a / 2),
+                (b, b / 2),
+            )
         };
         // 10 <-> 20: no bit in common with the other pack.
         assert!(allow(&state, &scratch, 1, 3));
@@ -849,8 +857,15 @@ mod tests {
         let twins = [3, 10, 3, 20, 30, 40];
         let (state, weights) = state_of(&[&[4.0, 3.0], &[2.0, 1.0], &[6.0, 5.0]]);
         let scratch = indexed(&state, &weights, Some(&twins));
-        let allow =
-            |a: usize, b: usize| colors_allow(&state, Some(&twins), &scratch.color_masks, a, b);
+        let allow = |a: usize, b: usize| {
+            colors_allow(
+                &state,
+                Some(&twins),
+                &scratch.color_masks,
+                (a, a / 2),
+                (b, b / 2),
+            )
+        };
         assert!(allow(1, 3));
         assert!(!allow(0, 3), "3 would join the 3 of pack 1");
         assert!(!allow(0, 2), "two items of one color");
