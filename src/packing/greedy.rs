@@ -5,7 +5,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::state::PackState;
-use super::weight::{Weight, sort_descending, sort_reversed, sort_rounded_descending};
+use super::weight::{Weight, sort_descending, sort_reversed, sort_rounded_descending, sort_small};
 
 /// Reusable buffers of [`greedy_pack`].
 #[derive(Debug, Default)]
@@ -295,6 +295,11 @@ pub struct RoundsScratch {
     pack_keys: Vec<u64>,
     last_color: Vec<u32>,
     order: Vec<u32>,
+    /// The subsets of [`merge_rows`] (each partial packing's in one block of `num_packs`), the
+    /// partial packings, and the next item of each item's subset.
+    blocks: Vec<Subset>,
+    partials: Vec<Partial>,
+    next: Vec<u32>,
 }
 
 impl RoundsScratch {
@@ -308,16 +313,216 @@ impl RoundsScratch {
     }
 }
 
+/// A subset of items while [`merge_rows`] merges partial packings: its load and its items as a
+/// list (first and last item, linked through `RoundsScratch::next`).
+#[derive(Debug, Default, Clone, Copy)]
+struct Subset {
+    load: f64,
+    head: u32,
+    tail: u32,
+}
+
+/// A partial packing of [`merge_rows`]: its spread (heaviest minus lightest subset; -inf once
+/// merged away), its items' colors, and whether its subsets are heaviest first.
+#[derive(Debug, Default, Clone, Copy)]
+struct Partial {
+    spread: f64,
+    colors: ColorSet,
+    descending: bool,
+}
+
+/// A set of colors as bits `color % 256`: a superset of the colors (exact below 256 colors).
+#[derive(Debug, Default, Clone, Copy)]
+struct ColorSet([u64; 4]);
+
+impl ColorSet {
+    fn insert(&mut self, color: u32) {
+        let bit = color % 256;
+        self.0[(bit / 64) as usize] |= 1u64 << (bit % 64);
+    }
+
+    fn contains(&self, color: u32) -> bool {
+        let bit = color % 256;
+        self.0[(bit / 64) as usize] & (1u64 << (bit % 64)) != 0
+    }
+
+    fn union(self, other: ColorSet) -> ColorSet {
+        ColorSet(std::array::from_fn(|w| self.0[w] | other.0[w]))
+    }
+
+    fn intersection(self, other: ColorSet) -> ColorSet {
+        ColorSet(std::array::from_fn(|w| self.0[w] & other.0[w]))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(|&word| word == 0)
+    }
+}
+
+/// No next item in a subset's list.
+const END: u32 = u32::MAX;
+
+/// The items of the subset whose list starts at `head`.
+fn subset_items(next: &[u32], head: u32) -> impl Iterator<Item = u32> + '_ {
+    std::iter::successors(Some(head), |&item| {
+        Some(next[item as usize]).filter(|&n| n != END)
+    })
+}
+
+/// Balanced largest differencing on the rows of `keys` (items by weight descending, `M` a row;
+/// each row a partial packing of one item per pack): the two partial packings with the largest
+/// spread (heaviest minus lightest subset; the first ones on ties) are merged, the heaviest subset
+/// of one with the lightest of the other, until one is left: its subsets are the packs, each with
+/// one item of every row. With `colors`, where both partials hold a color, a subset pair sharing a
+/// color trades partners with another pair where that clears both; returns `false` when a clash may
+/// remain (or without `colors`). Precondition: `M > 0` divides `weights.len()`.
+fn merge_rows<const M: usize>(
+    weights: &[f64],
+    colors: Option<&[u32]>,
+    scratch: &mut RoundsScratch,
+    state: &mut PackState,
+) -> bool {
+    let n = weights.len();
+    state.reset(n, M);
+    let RoundsScratch {
+        keys,
+        blocks,
+        partials,
+        next,
+        ..
+    } = scratch;
+    next.clear();
+    next.resize(n, END);
+    blocks.clear();
+    partials.clear();
+    for row in keys.chunks_exact(M) {
+        let mut block = [Subset::default(); M];
+        let mut set = ColorSet::default();
+        for (subset, &key) in block.iter_mut().zip(row) {
+            let item = f32::key_index(key);
+            *subset = Subset {
+                load: weights[item as usize],
+                head: item,
+                tail: item,
+            };
+            if let Some(colors) = colors {
+                set.insert(colors[item as usize]);
+            }
+        }
+        partials.push(Partial {
+            spread: block[0].load - block[M - 1].load,
+            colors: set,
+            descending: true,
+        });
+        blocks.extend_from_slice(&block);
+    }
+    let mut clean = true;
+    for _ in 1..partials.len() {
+        // The two largest spreads, the first ones on ties.
+        let (mut a, mut b) = (0, usize::MAX);
+        for (r, partial) in partials.iter().enumerate().skip(1) {
+            if partial.spread > partials[a].spread {
+                (a, b) = (r, a);
+            } else if b == usize::MAX || partial.spread > partials[b].spread {
+                b = r;
+            }
+        }
+        let (pa, pb) = (partials[a], partials[b]);
+        let block = |r: usize| -> [Subset; M] {
+            <[Subset; M]>::try_from(&blocks[r * M..(r + 1) * M]).expect("a block of M")
+        };
+        let (sa, sb) = (block(a), block(b));
+        // Partial `a` heaviest first, `b` lightest first (f32-rounded loads; ties by place, but
+        // reversed for a row of `b`).
+        let mut heavy: [u64; M] =
+            std::array::from_fn(|i| (sa[i].load as f32).descending_key(i as u32));
+        let mut light: [u64; M] =
+            std::array::from_fn(|i| (sb[i].load as f32).ascending_key(i as u32));
+        if !pa.descending {
+            sort_small(&mut heavy);
+        }
+        if pb.descending {
+            light.reverse();
+        } else {
+            sort_small(&mut light);
+        }
+        // A key's index is a place in its block (`% M` only spares the bounds checks).
+        let place = |key: u64| f32::key_index(key) as usize % M;
+        // Only colors that both partials hold can clash.
+        let shared = pa.colors.intersection(pb.colors);
+        if let Some(colors) = colors.filter(|_| !shared.is_empty()) {
+            let next = &*next;
+            let clash = |x: u64, y: u64| {
+                subset_items(next, sa[place(x)].head).any(|p| {
+                    let c = colors[p as usize];
+                    shared.contains(c)
+                        && subset_items(next, sb[place(y)].head).any(|q| colors[q as usize] == c)
+                })
+            };
+            for i in 0..M {
+                if !clash(heavy[i], light[i]) {
+                    continue;
+                }
+                match (0..M)
+                    .find(|&j| j != i && !clash(heavy[i], light[j]) && !clash(heavy[j], light[i]))
+                {
+                    Some(j) => light.swap(i, j),
+                    None => clean = false,
+                }
+            }
+        }
+        let (mut high, mut low) = (f64::NEG_INFINITY, f64::INFINITY);
+        let mut merged = [Subset::default(); M];
+        for i in 0..M {
+            let (x, y) = (sa[place(heavy[i])], sb[place(light[i])]);
+            next[x.tail as usize] = y.head;
+            let load = x.load + y.load;
+            merged[i] = Subset {
+                load,
+                head: x.head,
+                tail: y.tail,
+            };
+            high = if load > high { load } else { high };
+            low = if load < low { load } else { low };
+        }
+        blocks[a * M..(a + 1) * M].copy_from_slice(&merged);
+        partials[a] = Partial {
+            spread: high - low,
+            colors: pa.colors.union(pb.colors),
+            descending: false,
+        };
+        partials[b].spread = f64::NEG_INFINITY;
+    }
+    let last = (partials.iter())
+        .position(|partial| partial.spread != f64::NEG_INFINITY)
+        .unwrap_or(0);
+    let per_pack = state.per_pack;
+    for ((subset, slots), load) in (blocks[last * M..(last + 1) * M].iter())
+        .zip(state.slots.chunks_exact_mut(per_pack))
+        .zip(&mut state.loads)
+    {
+        let mut item = subset.head;
+        for slot in slots {
+            *slot = item;
+            item = next[item as usize];
+        }
+        *load = subset.load;
+    }
+    clean && colors.is_some()
+}
+
 /// A cheap start for the local search: items by weight descending (ordered on f32-rounded keys,
-/// ties by index: a heuristic order, deterministic) dealt in rounds of `num_packs`, the heaviest
-/// item of a round to the lightest pack (lowest index on ties), the next to the next lightest, so
-/// every pack receives exactly one item per round. The result is written to `state` (round `r`
-/// fills position `r` of every pack).
+/// ties by index: a heuristic order, deterministic), cut into rows of `num_packs`; every pack
+/// receives exactly one item of each row. For 8 packs (a node's GPUs) the rows are merged by
+/// balanced largest differencing (`merge_rows`: closer to balanced than dealing, so the search
+/// after it needs fewer exchanges); for other counts they are dealt in rounds, the heaviest item
+/// of a round to the lightest pack (lowest index on ties), the next to the next lightest, round
+/// `r` filling position `r` of every pack. The result is written to `state`.
 ///
-/// With `colors`, an item whose pack received its color in the previous round trades packs with a
-/// later item of the round where that clears both; items of one color (equal weights, adjacent
-/// indices) are adjacent in the order, so with at most `num_packs` of them no other clash can
-/// arise. Returns `false` when a clash may remain (check with [`PackState::duplicates`]).
+/// With `colors`, pairs of items or subsets that would share a color trade partners with another
+/// pair of the same round or merge where that clears both; items of one color (equal weights,
+/// adjacent indices) are adjacent in the order, so with at most `num_packs` of them a clash
+/// rarely remains. Returns `false` when a clash may remain (check with [`PackState::duplicates`]).
 /// Precondition: `num_packs > 0` divides `weights.len()`.
 pub fn greedy_rounds(
     weights: &[f64],
@@ -327,10 +532,15 @@ pub fn greedy_rounds(
     state: &mut PackState,
 ) -> bool {
     sort_rounded_descending(weights, &mut scratch.keys);
-    deal(weights, colors, num_packs, scratch, state)
+    if num_packs == 8 {
+        merge_rows::<8>(weights, colors, scratch, state)
+    } else {
+        deal(weights, colors, num_packs, scratch, state)
+    }
 }
 
-/// [`greedy_rounds`] for items already in descending weight order (item ids are positions).
+/// Items already in descending weight order (item ids are positions) dealt in rounds as
+/// [`greedy_rounds`] deals them, for any number of packs.
 pub fn deal_rounds(
     weights: &[f64],
     colors: Option<&[u32]>,
@@ -518,6 +728,76 @@ mod tests {
         check_packing(&state, &weights, 4);
         assert_eq!(max, state.max_load());
         assert_eq!(state.duplicates(&colors, &mut Vec::new()), 0);
+    }
+
+    #[test]
+    fn merged_rows_keep_the_spread_of_a_row() {
+        // Without colors a merge never widens the spread beyond its partials', so the packs end
+        // within the widest row's spread of each other.
+        let mut rng = crate::test_rng::XorShift(0x5851_f42d_4c95_7f2d);
+        let (mut scratch, mut state) = (RoundsScratch::default(), PackState::default());
+        for rows in 1..12 {
+            let weights: Vec<f64> = (0..8 * rows)
+                .map(|_| (rng.next_u64() % 1000) as f64)
+                .collect();
+            assert!(!greedy_rounds(&weights, None, 8, &mut scratch, &mut state));
+            check_packing(&state, &weights, 8);
+            let mut sorted = weights.clone();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            let widest = (sorted.chunks_exact(8))
+                .map(|row| row[0] - row[7])
+                .fold(0.0, f64::max);
+            let min = state.loads.iter().copied().fold(f64::INFINITY, f64::min);
+            assert!(state.max_load() - min <= widest, "{rows} rows");
+        }
+    }
+
+    #[test]
+    fn merged_rows_keep_colors_apart() {
+        // Runs of one color (equal weights) that straddle rows, one of eight replicas: clean.
+        let runs = [
+            (50.0, 3),
+            (40.0, 8),
+            (30.0, 2),
+            (29.0, 5),
+            (20.0, 3),
+            (19.0, 3),
+        ];
+        let mut runs = runs.to_vec();
+        runs.extend((0..24).map(|i| (10.0 - 0.1 * i as f64, 1)));
+        let (weights, colors) = replicas(&runs);
+        assert_eq!(weights.len(), 48);
+        let mut state = PackState::default();
+        let clean = greedy_rounds(
+            &weights,
+            Some(&colors),
+            8,
+            &mut RoundsScratch::default(),
+            &mut state,
+        );
+        check_packing(&state, &weights, 8);
+        assert!(clean);
+        assert_eq!(state.duplicates(&colors, &mut Vec::new()), 0);
+        // Random replica counts and weights: a clean result has no duplicate.
+        let mut rng = crate::test_rng::XorShift(0x2545_f491_4f6c_dd1d);
+        let mut scratch = RoundsScratch::default();
+        for case in 0..300 {
+            let mut runs = Vec::new();
+            let mut n = 0;
+            while n < 72 {
+                let count = (1 + rng.next_u64() % 4).min(72 - n as u64) as usize;
+                runs.push(((1 + rng.next_u64() % 50) as f64, count));
+                n += count;
+            }
+            let (weights, mut colors) = replicas(&runs);
+            // Colors above 256 share color-set bits with others.
+            colors.iter_mut().for_each(|c| *c *= 1 + case % 300);
+            let clean = greedy_rounds(&weights, Some(&colors), 8, &mut scratch, &mut state);
+            check_packing(&state, &weights, 8);
+            if clean {
+                assert_eq!(state.duplicates(&colors, &mut Vec::new()), 0, "case {case}");
+            }
+        }
     }
 
     #[test]

@@ -163,6 +163,16 @@ pub fn sort_reversed<K: Ord + Copy>(keys: &mut [K]) {
     }
 }
 
+/// Sorts distinct keys in any order: eight by the network of [`sort_reversed`], others by
+/// `sort_unstable`.
+pub fn sort_small<K: Ord + Copy>(keys: &mut [K]) {
+    if keys.len() == 8 {
+        sort_reversed(keys);
+    } else {
+        keys.sort_unstable();
+    }
+}
+
 /// Division of a load by a replica count, in the weight's own precision.
 pub trait PerReplica: Weight {
     /// `self / count`, rounded as the type rounds.
