@@ -134,7 +134,12 @@ impl<W: Weight> Scan<'_, W> {
         }
         let mut lightest: [W::Key; N] = std::array::from_fn(|g| min_of(&open[g]));
         for &item in self.order {
-            let key = min_of(&lightest);
+            // One group: its minimum directly (the step's chain is then one tree of comparisons).
+            let key = if N == 1 {
+                min_of(&open[0])
+            } else {
+                min_of(&lightest)
+            };
             let field = W::key_index(key);
             let (best, count) = (
                 (field >> COUNT_BITS) as usize,
@@ -152,11 +157,19 @@ impl<W: Weight> Scan<'_, W> {
                 weight.ascending_key(((best as u32) << COUNT_BITS) | (count + 1))
             };
             let group = &mut open[best / G];
-            group[best % G] = new_key;
-            let group_min = min_of(group);
-            for (g, min) in lightest.iter_mut().enumerate() {
-                if g == best / G {
-                    *min = group_min;
+            // A select over the group, not an indexed store: the keys stay in registers (a store
+            // and its reload would sit on the step's dependency chain).
+            for (p, slot) in group.iter_mut().enumerate() {
+                if p == best % G {
+                    *slot = new_key;
+                }
+            }
+            if N > 1 {
+                let group_min = min_of(group);
+                for (g, min) in lightest.iter_mut().enumerate() {
+                    if g == best / G {
+                        *min = group_min;
+                    }
                 }
             }
         }
