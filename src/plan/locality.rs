@@ -398,6 +398,8 @@ struct Layer {
     keys: Vec<u64>,
     node_load: Vec<f64>,
     node_maxrep: Vec<f64>,
+    /// Whether a move may have removed the node's largest replica ([`Layer::settle_node`]).
+    maxrep_stale: Vec<bool>,
     /// Sum of the `k - 1` smallest replica loads of each node, and the largest of them.
     node_fill: Vec<f64>,
     node_fill_max: Vec<f64>,
@@ -470,6 +472,8 @@ impl Layer {
         self.exporter.resize(n, false);
         self.changed.clear();
         self.changed.resize(n, false);
+        self.maxrep_stale.clear();
+        self.maxrep_stale.resize(n, false);
     }
 
     /// Starts over from the plan row `phy2log` / `logcnt`.
@@ -511,7 +515,7 @@ impl Layer {
         self.exporter.fill(false);
         self.changed.fill(false);
         for node in 0..self.n {
-            self.refresh_node(node, true);
+            self.refresh_node(node);
             self.refresh_victim(node);
         }
     }
@@ -524,11 +528,31 @@ impl Layer {
         self.rep[x as usize]
     }
 
-    /// Changes the replica count of `x` by `delta`.
+    /// Changes the replica count of `x` by `delta`, and the load and largest replica of every
+    /// node holding `x` with it ([`Layer::replaced`]).
     fn recount(&mut self, x: u32, delta: i32) {
         let c = &mut self.cnt[x as usize];
         *c = c.wrapping_add_signed(delta);
-        self.rep[x as usize] = self.loads[x as usize] / f64::from(*c);
+        let old = self.rep[x as usize];
+        let new = self.loads[x as usize] / f64::from(*c);
+        self.rep[x as usize] = new;
+        for node in 0..self.n {
+            let on = self.count_on(x, node);
+            if on > 0 {
+                self.node_load[node] += on as f64 * (new - old);
+                self.replaced(node, old, new, true);
+            }
+        }
+    }
+
+    /// Keeps the largest replica of `node` when replicas of load `old` became `new` (`gone`: no
+    /// replica of load `old` is left of that expert): marks it stale when the largest may be gone.
+    fn replaced(&mut self, node: usize, old: f64, new: f64, gone: bool) {
+        let maxrep = &mut self.node_maxrep[node];
+        if gone && old >= *maxrep && new < old {
+            self.maxrep_stale[node] = true;
+        }
+        *maxrep = larger(new, *maxrep);
     }
 
     /// Orders the home experts of `node` heaviest first (lowest id on ties), so that the search
@@ -554,11 +578,16 @@ impl Layer {
         usize::from(self.on_node[x as usize * self.n + node])
     }
 
-    /// Puts `new` in place of `old` in the flat `slot` of `node`.
+    /// Puts `new` in place of `old` in the flat `slot` of `node`, updating the node's load (by
+    /// the difference: rounding drifts, deterministically) and largest replica.
     fn replace(&mut self, slot: usize, node: usize, old: u32, new: u32) {
         self.slots[slot] = new;
         self.on_node[old as usize * self.n + node] -= 1;
         self.on_node[new as usize * self.n + node] += 1;
+        let (v_old, v_new) = (self.rep(old), self.rep(new));
+        self.node_load[node] += v_new - v_old;
+        let gone = self.count_on(old, node) == 0;
+        self.replaced(node, v_old, v_new, gone);
         self.foreign[node] -= u32::from(self.home(old) != node);
         self.foreign[node] += u32::from(self.home(new) != node);
     }
@@ -612,9 +641,8 @@ impl Layer {
             .sum()
     }
 
-    /// Recomputes the node's load and largest replica, and with `fill` also its `k - 1` smallest
-    /// replicas (needed only when a replica at or below the largest of them changed).
-    fn refresh_node(&mut self, node: usize, fill: bool) {
+    /// Recomputes the node's load, largest replica and `k - 1` smallest replicas.
+    fn refresh_node(&mut self, node: usize) {
         let node_slots = &self.slots[node * self.s..(node + 1) * self.s];
         let (mut load, mut maxrep) = (0.0, 0.0f64);
         for &x in node_slots {
@@ -624,9 +652,30 @@ impl Layer {
         }
         self.node_load[node] = load;
         self.node_maxrep[node] = maxrep;
-        if !fill {
-            return;
+        self.maxrep_stale[node] = false;
+        self.refresh_fill(node);
+    }
+
+    /// After a move kept the node's load and largest replica ([`Layer::replace`],
+    /// [`Layer::recount`]): recomputes the largest replica where it is stale, and with `fill` the
+    /// `k - 1` smallest replicas (needed only when a replica at or below the largest of them
+    /// changed).
+    fn settle_node(&mut self, node: usize, fill: bool) {
+        if self.maxrep_stale[node] {
+            let node_slots = &self.slots[node * self.s..(node + 1) * self.s];
+            self.node_maxrep[node] = node_slots
+                .iter()
+                .fold(0.0, |m, &x| larger(self.rep[x as usize], m));
+            self.maxrep_stale[node] = false;
         }
+        if fill {
+            self.refresh_fill(node);
+        }
+    }
+
+    /// Recomputes the sum of the node's `k - 1` smallest replicas and the largest of them.
+    fn refresh_fill(&mut self, node: usize) {
+        let node_slots = &self.slots[node * self.s..(node + 1) * self.s];
         // The GPU holding the largest replica also holds `k - 1` others, at least the smallest.
         let fill = self.k - 1;
         self.node_fill[node] = if fill == 0 {
@@ -941,12 +990,12 @@ impl Layer {
             // The expert's replicas elsewhere got lighter too (nodes without one are unchanged).
             for node in 0..self.n {
                 if node == a || node == b || self.count_on(x, node) > 0 {
-                    self.refresh_node(node, lowest <= self.node_fill_max[node]);
+                    self.settle_node(node, lowest <= self.node_fill_max[node]);
                 }
             }
         } else {
-            self.refresh_node(a, lowest <= self.node_fill_max[a]);
-            self.refresh_node(b, lowest <= self.node_fill_max[b]);
+            self.settle_node(a, lowest <= self.node_fill_max[a]);
+            self.settle_node(b, lowest <= self.node_fill_max[b]);
         }
         if !self.exporter[a] {
             // An exporter never receives: its victim is not needed.
