@@ -411,6 +411,78 @@ struct Layer {
     receivers: Vec<Receiver>,
 }
 
+/// The best candidate so far: its key (see [`Layer::best_move`]) and the move.
+type Best = Option<((f64, f64, f64), Move)>;
+
+/// One search for a move out of node `a` ([`Layer::best_move`]): the figures its candidates are
+/// compared by.
+struct Search<'a> {
+    layer: &'a Layer,
+    receivers: &'a [Receiver],
+    q: f64,
+    load_a: f64,
+    fill_a: f64,
+    maxrep_a: f64,
+    est_a: f64,
+    /// Both nodes of a move must end below this.
+    limit: f64,
+    target: f64,
+    /// Budget left.
+    left: f64,
+}
+
+impl Search<'_> {
+    /// Keeps in `best` the better of it and move `m` to the best receiver: `leaving` is the load
+    /// leaving `a`, `carried` the load of the new foreign replica, `a_maxrep` the largest replica
+    /// left on `a`. Inlined: it runs for most members of `a`.
+    #[inline(always)]
+    fn consider(&self, best: &mut Best, m: Move, leaving: f64, carried: f64, a_maxrep: f64) {
+        let layer = self.layer;
+        // A node whose estimate is its largest replica (plus the smallest others on that GPU)
+        // may need several of its largest experts split before it gets lower: adding a
+        // replica to one of them counts when it keeps the estimate and lowers the load.
+        let plateau = m.kind == Kind::Add && layer.rep[m.expert as usize] >= self.maxrep_a;
+        let a_peak = a_maxrep + self.fill_a;
+        if m.shed > self.left || (a_peak >= self.limit && !plateau) {
+            return;
+        }
+        let est_a_new = larger((self.load_a - leaving) / self.q, a_peak);
+        if est_a_new >= self.limit && !(plateau && est_a_new <= self.est_a) {
+            return;
+        }
+        if let Some(((key, _, _), _)) = *best {
+            if larger(est_a_new, self.target) > key {
+                return;
+            }
+        }
+        // An expert with all replicas at home has none on a receiver.
+        let x = m.expert as usize;
+        let spread = layer.cnt[x] != layer.home_cnt[x];
+        for rc in self.receivers {
+            if (m.kind == Kind::Forward && rc.node == layer.home(m.expert))
+                || (spread && layer.count_on(m.expert, rc.node) >= layer.q)
+            {
+                continue;
+            }
+            let est_b_new = larger(
+                (rc.load + carried) / self.q,
+                larger(rc.peak, carried) + rc.fill,
+            );
+            if est_b_new >= self.limit {
+                continue;
+            }
+            let key = (
+                larger(larger(est_a_new, est_b_new), self.target),
+                m.shed,
+                est_b_new,
+            );
+            if best.as_ref().is_none_or(|(k0, _)| key < *k0) {
+                *best = Some((key, Move { to: rc.node, ..m }));
+            }
+        }
+    }
+}
+
 impl Layer {
     /// Sizes the buffers for `shape` and takes the layer's loads and homes; `sorted_members`, when
     /// given, are each node's home experts heaviest first, node after node (as
@@ -830,50 +902,18 @@ impl Layer {
         let (load_a, fill_a) = (self.node_load[a], self.node_fill[a]);
         let limit = est_a * (1.0 - MIN_GAIN);
         let mut best = None;
-        // `leaving`: load leaving `a`; `carried`: load of the new foreign replica; `a_maxrep`:
-        // the largest replica left on `a`.
-        type Best = Option<((f64, f64, f64), Move)>;
         let maxrep_a = self.node_maxrep[a];
-        let consider = |best: &mut Best, m: Move, leaving: f64, carried: f64, a_maxrep: f64| {
-            // A node whose estimate is its largest replica (plus the smallest others on that GPU)
-            // may need several of its largest experts split before it gets lower: adding a
-            // replica to one of them counts when it keeps the estimate and lowers the load.
-            let plateau = m.kind == Kind::Add && self.rep[m.expert as usize] >= maxrep_a;
-            let a_peak = a_maxrep + fill_a;
-            if m.shed > left || (a_peak >= limit && !plateau) {
-                return;
-            }
-            let est_a_new = larger((load_a - leaving) / q, a_peak);
-            if est_a_new >= limit && !(plateau && est_a_new <= est_a) {
-                return;
-            }
-            if let Some(((key, _, _), _)) = *best {
-                if larger(est_a_new, target) > key {
-                    return;
-                }
-            }
-            // An expert with all replicas at home has none on a receiver.
-            let x = m.expert as usize;
-            let spread = self.cnt[x] != self.home_cnt[x];
-            for rc in &receivers {
-                if (m.kind == Kind::Forward && rc.node == self.home(m.expert))
-                    || (spread && self.count_on(m.expert, rc.node) >= self.q)
-                {
-                    continue;
-                }
-                let est_b_new = larger((rc.load + carried) / q, larger(rc.peak, carried) + rc.fill);
-                if est_b_new >= limit {
-                    continue;
-                }
-                let key = (
-                    larger(larger(est_a_new, est_b_new), target),
-                    m.shed,
-                    est_b_new,
-                );
-                if best.as_ref().is_none_or(|(k0, _)| key < *k0) {
-                    *best = Some((key, Move { to: rc.node, ..m }));
-                }
-            }
+        let search = Search {
+            layer: self,
+            receivers: &receivers,
+            q,
+            load_a,
+            fill_a,
+            maxrep_a,
+            est_a,
+            limit,
+            target,
+            left,
         };
         for &x in &self.members[self.member_start[a]..self.member_start[a + 1]] {
             let w = self.loads[x as usize];
@@ -898,7 +938,7 @@ impl Layer {
             };
             // One more replica of `x`, abroad.
             let rest = largest_without(x).max(w / (c + 1.0));
-            consider(&mut best, base, base.shed, w / (c + 1.0), rest);
+            search.consider(&mut best, base, base.shed, w / (c + 1.0), rest);
             // One home replica of `x` moves abroad; its slot goes to another expert of `a`.
             if hi >= 2 {
                 if let Some(z) = taker_for(x) {
@@ -909,7 +949,7 @@ impl Layer {
                         shed: w / c,
                         ..base
                     };
-                    consider(&mut best, m, w / c, w / c, largest_without(z).max(grown));
+                    search.consider(&mut best, m, w / c, w / c, largest_without(z).max(grown));
                 }
             }
         }
@@ -932,7 +972,7 @@ impl Layer {
                         taker: z,
                         shed: 0.0,
                     };
-                    consider(
+                    search.consider(
                         &mut best,
                         m,
                         carried,
