@@ -365,6 +365,45 @@ fn insert_top(top: &mut [(f64, u32)], value: f64, expert: u32) {
     }
 }
 
+/// The `fill` smallest of the values pushed (`0 < fill <= SMALL_FILL`), ascending.
+struct Smallest {
+    small: [f64; SMALL_FILL],
+    fill: usize,
+}
+
+impl Smallest {
+    fn new(fill: usize) -> Self {
+        Smallest {
+            small: [f64::INFINITY; SMALL_FILL],
+            fill,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, v: f64) {
+        let fill = self.fill;
+        let small = &mut self.small;
+        if v < small[fill - 1] {
+            let mut i = fill - 1;
+            while i > 0 && small[i - 1] > v {
+                small[i] = small[i - 1];
+                i -= 1;
+            }
+            small[i] = v;
+        }
+    }
+
+    /// The largest value kept (infinite while fewer than `fill` were pushed).
+    fn largest(&self) -> f64 {
+        self.small[self.fill - 1]
+    }
+
+    /// The sum of the values kept, ascending (the same for any push order).
+    fn sum(&self) -> f64 {
+        self.small[..self.fill].iter().sum()
+    }
+}
+
 /// A layer's plan being rewritten: slots, counts and per-node figures. Its buffers are reused from
 /// layer to layer ([`Layer::prepare`]).
 #[derive(Debug, Default)]
@@ -754,22 +793,39 @@ impl Layer {
             self.node_fill_max[node] = f64::NEG_INFINITY;
             0.0
         } else if fill <= SMALL_FILL {
-            let mut small = [f64::INFINITY; SMALL_FILL];
-            // Backwards: where a node's replicas come heaviest first (as each GPU's after a
-            // deal), ascending values are rarely inserted (any order gives the same result).
-            for &x in node_slots.iter().rev() {
-                let v = self.rep[x as usize];
-                if v < small[fill - 1] {
-                    let mut i = fill - 1;
-                    while i > 0 && small[i - 1] > v {
-                        small[i] = small[i - 1];
-                        i -= 1;
+            let mut small = Smallest::new(fill);
+            // Home replicas only, members heaviest first, every replicated member in `multi` (so
+            // from the strict counts until the node exports): the lightest unreplicated members
+            // from the end, then the replicated ones.
+            if self.sorted[node] && self.foreign[node] == 0 && !self.exporter[node] {
+                let members = &self.members[self.member_start[node]..self.member_start[node + 1]];
+                for &x in members.iter().rev() {
+                    let w = self.loads[x as usize];
+                    if self.cnt[x as usize] != 1 || self.count_on(x, node) == 0 {
+                        continue;
                     }
-                    small[i] = v;
+                    // Earlier members round to at least as much: heavier than every kept value.
+                    if (w as f32) > (small.largest() as f32) {
+                        break;
+                    }
+                    small.push(w);
+                }
+                for &y in &self.multi[node] {
+                    if self.cnt[y as usize] != 1 {
+                        for _ in 0..self.count_on(y, node).min(fill) {
+                            small.push(self.rep[y as usize]);
+                        }
+                    }
+                }
+            } else {
+                // Backwards: where a node's replicas come heaviest first (as each GPU's after a
+                // deal), ascending values are rarely inserted (any order gives the same result).
+                for &x in node_slots.iter().rev() {
+                    small.push(self.rep[x as usize]);
                 }
             }
-            self.node_fill_max[node] = small[fill - 1];
-            small[..fill].iter().sum()
+            self.node_fill_max[node] = small.largest();
+            small.sum()
         } else {
             self.values.clear();
             self.values
