@@ -384,12 +384,13 @@ impl Smallest {
         let fill = self.fill;
         let small = &mut self.small;
         if v < small[fill - 1] {
-            let mut i = fill - 1;
-            while i > 0 && small[i - 1] > v {
-                small[i] = small[i - 1];
-                i -= 1;
+            // By selects (where `v` goes is unpredictable): each kept value above `v` moves up.
+            for i in (1..fill).rev() {
+                let (below, here) = (small[i - 1], small[i]);
+                let kept = if here > v { v } else { here };
+                small[i] = if below > v { below } else { kept };
             }
-            small[i] = v;
+            small[0] = if small[0] > v { v } else { small[0] };
         }
     }
 
