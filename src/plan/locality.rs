@@ -230,8 +230,7 @@ pub(crate) fn spend_budget(
         Baseline::StrictCounts { members } => Some(members),
     };
     layer.prepare(loads, shape, group_node, sorted_members);
-    layer.reset(phy2log, logcnt);
-    let left = budget * total - layer.off_home_load();
+    let left = budget * total - layer.reset(phy2log, logcnt);
     if left <= 0.0 {
         return false;
     }
@@ -588,8 +587,9 @@ impl Layer {
         self.maxrep_stale.resize(n, false);
     }
 
-    /// Starts over from the plan row `phy2log` / `logcnt`.
-    fn reset(&mut self, phy2log: &[i64], logcnt: &[i64]) {
+    /// Starts over from the plan row `phy2log` / `logcnt`; returns the load carried by replicas
+    /// outside their home node.
+    fn reset(&mut self, phy2log: &[i64], logcnt: &[i64]) -> f64 {
         self.slots.clear();
         self.slots.extend(phy2log.iter().map(|&x| x as u32));
         self.cnt.clear();
@@ -614,6 +614,7 @@ impl Layer {
             self.multi[node].clear();
             self.multi[node].extend(members.iter().filter(|&&y| self.cnt[y as usize] >= 2));
         }
+        let mut off_home = 0.0;
         for node in 0..self.n {
             for &x in &self.slots[node * self.s..(node + 1) * self.s] {
                 self.on_node[x as usize * self.n + node] += 1;
@@ -621,6 +622,7 @@ impl Layer {
                     self.home_cnt[x as usize] += 1;
                 } else {
                     self.foreign[node] += 1;
+                    off_home += self.rep[x as usize];
                 }
             }
         }
@@ -630,6 +632,7 @@ impl Layer {
             self.refresh_node(node);
             self.refresh_victim(node);
         }
+        off_home
     }
 
     fn home(&self, x: u32) -> usize {
@@ -741,16 +744,6 @@ impl Layer {
             max = larger(load, max);
         }
         (max, off, duplicates)
-    }
-
-    /// Load carried by replicas outside their home node.
-    fn off_home_load(&self) -> f64 {
-        self.slots
-            .chunks_exact(self.s)
-            .enumerate()
-            .flat_map(|(node, slots)| slots.iter().filter(move |&&x| self.home(x) != node))
-            .map(|&x| self.rep(x))
-            .sum()
     }
 
     /// Recomputes the node's load, largest replica and `k - 1` smallest replicas.
