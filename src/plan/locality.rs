@@ -68,6 +68,9 @@ const SEARCH_ROUNDS_PER_ITEM: usize = 8;
 /// Up to this many slots per GPU minus one, the smallest replicas are kept in a fixed array.
 const SMALL_FILL: usize = 16;
 
+/// Values a node's refresh of its smallest replicas may collect below its hint.
+const FILTER: usize = 2 * SMALL_FILL;
+
 /// The lowest level `h >= mean` such that the loads above it sum to at most `shed`:
 /// `sum_i max(0, node_loads[i] - h) <= shed`. With `shed = 0` this is the heaviest load.
 pub fn water_level(node_loads: &[f64], shed: f64) -> f64 {
@@ -758,7 +761,7 @@ impl Layer {
         self.node_load[node] = load;
         self.node_maxrep[node] = maxrep;
         self.maxrep_stale[node] = false;
-        self.refresh_fill(node);
+        self.refresh_fill(node, f64::INFINITY);
     }
 
     /// After a move kept the node's load and largest replica ([`Layer::replace`],
@@ -774,12 +777,13 @@ impl Layer {
             self.maxrep_stale[node] = false;
         }
         if fill {
-            self.refresh_fill(node);
+            self.refresh_fill(node, self.node_fill_max[node]);
         }
     }
 
-    /// Recomputes the sum of the node's `k - 1` smallest replicas and the largest of them.
-    fn refresh_fill(&mut self, node: usize) {
+    /// Recomputes the sum of the node's `k - 1` smallest replicas and the largest of them;
+    /// `hint` is a guess of that largest (the one before a move; infinite without a guess).
+    fn refresh_fill(&mut self, node: usize, hint: f64) {
         let node_slots = &self.slots[node * self.s..(node + 1) * self.s];
         // The GPU holding the largest replica also holds `k - 1` others, at least the smallest.
         let fill = self.k - 1;
@@ -812,10 +816,27 @@ impl Layer {
                     }
                 }
             } else {
-                // Backwards: where a node's replicas come heaviest first (as each GPU's after a
-                // deal), ascending values are rarely inserted (any order gives the same result).
-                for &x in node_slots.iter().rev() {
-                    small.push(self.rep[x as usize]);
+                // The values at or below `hint`: when there are `fill` of them or more (and fewer
+                // than the buffer holds), the kept ones are among them.
+                let mut below = [0.0; FILTER];
+                let mut m = 0;
+                if hint < f64::INFINITY {
+                    for &x in node_slots {
+                        let v = self.rep[x as usize];
+                        below[m.min(FILTER - 1)] = v;
+                        m += usize::from(v <= hint);
+                    }
+                }
+                if (fill..FILTER).contains(&m) {
+                    for &v in &below[..m] {
+                        small.push(v);
+                    }
+                } else {
+                    // Backwards: where a node's replicas come heaviest first (as each GPU's after
+                    // a deal), ascending values are rarely inserted (any order, same result).
+                    for &x in node_slots.iter().rev() {
+                        small.push(self.rep[x as usize]);
+                    }
                 }
             }
             self.node_fill_max[node] = small.largest();
