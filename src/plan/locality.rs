@@ -563,12 +563,10 @@ impl Layer {
             }
             self.member_start.push(self.members.len());
         }
-        self.home_of.clear();
-        self.home_of.extend(
-            group_node
-                .iter()
-                .flat_map(|&home| std::iter::repeat_n(home as u32, group_size)),
-        );
+        self.home_of.resize(e, 0);
+        for (experts, &home) in self.home_of.chunks_exact_mut(group_size).zip(group_node) {
+            experts.fill(home as u32);
+        }
         for v in [
             &mut self.node_load,
             &mut self.node_maxrep,
