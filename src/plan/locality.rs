@@ -19,8 +19,9 @@
 //!    cheapest one, so the budget goes where the water-filling puts it.
 //! 3. **Packing.** Every node that changed is packed onto its GPUs by the refined packer's pieces
 //!    (experts as colors, so no GPU holds two replicas of one expert when that can be avoided):
-//!    a fresh deal of its replicas and local search, the previous packing or the full packer when
-//!    that does better.
+//!    a fresh start ([`greedy_rounds`]: with 8 GPUs, the replicas' rows merged by balanced largest
+//!    differencing) and local search, the previous packing or the full packer when that does
+//!    better.
 //! 4. **Safety net.** The new plan replaces the strict one only when its GPU maximum is lower, its
 //!    off-home share (as [`crate::metrics::off_home_share`] measures it) is within the budget and
 //!    it has no more duplicated replicas.
@@ -1135,8 +1136,8 @@ impl Layer {
     /// node whose heaviest GPU is above the changed nodes' (the strict planner may leave lighter
     /// nodes loosely packed below its old maximum).
     ///
-    /// A node is dealt afresh in rounds and improved by local search; when that ends more than
-    /// `PACK_SLACK` above the level, the search also runs from the current packing (with `packed`:
+    /// A node gets a fresh start ([`greedy_rounds`]) improved by local search; when that ends more
+    /// than `PACK_SLACK` above the level, the search also runs from the current packing (with `packed`:
     /// the slots are a packing, not just each node's replicas) and the better result counts, and
     /// the full packer is the last resort.
     fn repack(&mut self, effort: Effort, packed: bool, scratch: &mut RepackScratch) {
@@ -1202,7 +1203,7 @@ impl Layer {
                     good_enough,
                     balance_sweeps: 0,
                 };
-                // A fresh deal first (the node's load usually changed too much for its old
+                // A fresh start first (the node's load usually changed too much for its old
                 // packing to be a good start: about half the search rounds), then the current
                 // packing when that misses the level by more than the slack.
                 let dealt_clean =
