@@ -1137,9 +1137,9 @@ impl Layer {
     /// nodes loosely packed below its old maximum).
     ///
     /// A node gets a fresh start ([`greedy_rounds`]) improved by local search; when that ends more
-    /// than `PACK_SLACK` above the level, the search also runs from the current packing (with `packed`:
-    /// the slots are a packing, not just each node's replicas) and the better result counts, and
-    /// the full packer is the last resort.
+    /// than `PACK_SLACK` above the level, the search also runs from the current packing (with
+    /// `packed`: the slots are a packing, not just each node's replicas) and the better result
+    /// counts, and the full packer is the last resort.
     fn repack(&mut self, effort: Effort, packed: bool, scratch: &mut RepackScratch) {
         let level = self.max_est() * (1.0 + PACK_SLACK);
         let RepackScratch {
