@@ -1191,11 +1191,9 @@ impl Layer {
                     continue;
                 }
                 items.clear();
+                items.extend(node_slots.iter().map(|&x| self.rep[x as usize]));
                 colors.clear();
-                for &x in node_slots {
-                    items.push(self.rep[x as usize]);
-                    colors.push(x);
-                }
+                colors.extend_from_slice(node_slots);
                 let good_enough = level.max(bar);
                 let budget = SearchBudget {
                     max_rounds: SEARCH_ROUNDS_PER_ITEM * self.s,
