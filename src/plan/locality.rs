@@ -307,7 +307,6 @@ struct RepackScratch {
     items: Vec<f64>,
     colors: Vec<u32>,
     start: Vec<u32>,
-    placed: Vec<u32>,
     pack_of: Vec<u32>,
     rank: Vec<u32>,
     order: Vec<usize>,
@@ -1151,14 +1150,12 @@ impl Layer {
             items,
             colors,
             start,
-            placed,
             pack_of,
             rank,
             order,
         } = scratch;
         start.clear();
         start.extend((0..self.s).map(|i| (i / self.k) as u32));
-        placed.resize(self.s, 0);
         pack_of.resize(self.s, 0);
         rank.resize(self.s, 0);
         let mut bar = 0.0f64;
@@ -1267,10 +1264,9 @@ impl Layer {
                     }
                 };
                 bar = bar.max(state.max_load());
-                for (pos, &item) in state.slots.iter().enumerate() {
-                    placed[pos] = colors[item as usize];
+                for (slot, &item) in self.slots[base..base + self.s].iter_mut().zip(&state.slots) {
+                    *slot = colors[item as usize];
                 }
-                self.slots[base..base + self.s].copy_from_slice(placed);
             }
         }
     }
