@@ -49,28 +49,6 @@ pub fn duplicated_replicas(phy2log: &[i64], slots_per_gpu: usize) -> usize {
         .sum()
 }
 
-/// [`duplicated_replicas`] in one pass, for a plan whose experts are all `>= 0`: `last_gpu` is
-/// scratch (grown to the largest expert), holding each expert's last GPU seen.
-pub(crate) fn duplicated_replicas_in(
-    phy2log: &[i64],
-    slots_per_gpu: usize,
-    last_gpu: &mut Vec<u32>,
-) -> usize {
-    last_gpu.clear();
-    let mut count = 0;
-    for (slots, gpu) in phy2log.chunks_exact(slots_per_gpu).zip(0u32..) {
-        for &x in slots {
-            let x = x as usize;
-            if x >= last_gpu.len() {
-                last_gpu.resize(x + 1, u32::MAX);
-            }
-            count += usize::from(last_gpu[x] == gpu);
-            last_gpu[x] = gpu;
-        }
-    }
-    count
-}
-
 /// `m*`: the smallest possible largest replica load when `loads` get `num_slots` slots in total.
 /// Greedy replication attains it. Precondition: `num_slots >= loads.len() > 0`.
 pub fn min_max_replica_load(loads: &[f64], num_slots: usize) -> f64 {

@@ -22,7 +22,7 @@
 //! untrained.
 
 use super::state::PackState;
-use super::weight::Weight;
+use super::weight::{Weight, larger, smaller};
 
 /// Relative improvement an exchange must bring, so that rounding noise never cycles.
 const MIN_GAIN: f64 = 1e-12;
@@ -140,7 +140,7 @@ impl SearchScratch {
                 self.position[item] = (p * k + j) as u32;
                 self.pack_by_rank[self.rank[item] as usize] = p as u32;
                 if let Some(colors) = colors {
-                    mask |= 1u64 << (colors[item] % 64);
+                    mask |= color_bit(colors[item]);
                 }
             }
             if colors.is_some() {
@@ -181,7 +181,7 @@ impl SearchScratch {
             if let Some(colors) = colors {
                 // The incoming color's bit; the leaving color's may stay set (a mask may claim
                 // more than the pack holds, never less).
-                self.color_masks[pos / k] |= 1u64 << (colors[item] % 64);
+                self.color_masks[pos / k] |= color_bit(colors[item]);
             }
         }
     }
@@ -212,8 +212,6 @@ impl Round {
         // `LANES` independent lanes of the heaviest (first on ties), second heaviest and lightest
         // load, merged at the end: short dependency chains that vectorize.
         const LANES: usize = 4;
-        let max = |a: f64, b: f64| if a > b { a } else { b };
-        let min = |a: f64, b: f64| if a < b { a } else { b };
         let mut heaviest = [0u64; LANES];
         let mut high = [f64::NEG_INFINITY; LANES];
         let mut floor = [f64::NEG_INFINITY; LANES];
@@ -224,9 +222,9 @@ impl Round {
             } else {
                 heaviest[lane]
             };
-            floor[lane] = max(floor[lane], min(load, high[lane]));
-            high[lane] = max(high[lane], load);
-            lightest[lane] = min(lightest[lane], load);
+            floor[lane] = larger(floor[lane], smaller(load, high[lane]));
+            high[lane] = larger(high[lane], load);
+            lightest[lane] = smaller(lightest[lane], load);
         };
         let chunks = loads.chunks_exact(LANES);
         let rest = chunks.remainder();
@@ -247,10 +245,10 @@ impl Round {
         for lane in 1..LANES {
             let (p, load) = (heaviest[lane] as usize, high[lane]);
             let first = (load > round.high) | ((load == round.high) & (p < round.heaviest));
-            round.floor = max(max(round.floor, floor[lane]), min(round.high, load));
+            round.floor = larger(larger(round.floor, floor[lane]), smaller(round.high, load));
             round.heaviest = if first { p } else { round.heaviest };
-            round.high = max(round.high, load);
-            round.lightest = min(round.lightest, lightest[lane]);
+            round.high = larger(round.high, load);
+            round.lightest = smaller(round.lightest, lightest[lane]);
         }
         round
     }
@@ -450,19 +448,18 @@ fn closest_swap(
 /// The least of `values` (never NaN; infinity if empty), in independent lanes.
 fn least(values: &[f64]) -> f64 {
     const LANES: usize = 4;
-    let min = |a: f64, b: f64| if a < b { a } else { b };
     let mut lanes = [f64::INFINITY; LANES];
     let chunks = values.chunks_exact(LANES);
     let rest = chunks.remainder();
     for chunk in chunks {
         for (lane, &value) in lanes.iter_mut().zip(chunk) {
-            *lane = min(*lane, value);
+            *lane = smaller(*lane, value);
         }
     }
     for (lane, &value) in lanes.iter_mut().zip(rest) {
-        *lane = min(*lane, value);
+        *lane = smaller(*lane, value);
     }
-    lanes.into_iter().fold(f64::INFINITY, min)
+    lanes.into_iter().fold(f64::INFINITY, smaller)
 }
 
 /// Whether swapping the items at flat positions `a.0` (in pack `a.1`) and `b.0` (in pack `b.1`, a
@@ -481,7 +478,7 @@ fn colors_allow(
         colors[state.slots[pos_a] as usize],
         colors[state.slots[pos_b] as usize],
     );
-    let may_hold = |pack: usize, color: u32| masks[pack] & (1u64 << (color % 64)) != 0;
+    let may_hold = |pack: usize, color: u32| masks[pack] & color_bit(color) != 0;
     if ca == cb {
         return false;
     }
@@ -489,6 +486,11 @@ fn colors_allow(
         return true;
     }
     !holds_color(state, colors, pack_b, ca, pos_b) && !holds_color(state, colors, pack_a, cb, pos_a)
+}
+
+/// The bit of `color` in a pack's color mask ([`SearchScratch::index`]).
+fn color_bit(color: u32) -> u64 {
+    1 << (color % 64)
 }
 
 /// Whether `pack` holds an item of `color` elsewhere than at flat position `leaving`.

@@ -173,6 +173,19 @@ pub fn sort_small<K: Ord + Copy>(keys: &mut [K]) {
     }
 }
 
+/// The larger of two loads, by a select: loads are never NaN, so this is `f64::max` without
+/// its NaN handling, a few instructions less in hot loops.
+#[inline]
+pub fn larger(a: f64, b: f64) -> f64 {
+    if a > b { a } else { b }
+}
+
+/// The smaller of two loads, by a select (see [`larger`]).
+#[inline]
+pub fn smaller(a: f64, b: f64) -> f64 {
+    if a < b { a } else { b }
+}
+
 /// Division of a load by a replica count, in the weight's own precision.
 pub trait PerReplica: Weight {
     /// `self / count`, rounded as the type rounds.

@@ -34,14 +34,14 @@
 //! `group_node` is not changed. [`water_filling_bound`] is the bound of the issue, for measuring
 //! how much of the budget's promise a plan keeps.
 
-use crate::metrics::{duplicated_replicas_in, max_gpu_load, min_max_replica_load};
+use crate::metrics::{duplicated_replicas, max_gpu_load, min_max_replica_load};
 use crate::options::{Effort, Options};
 use crate::packing::exact::{self, ExactScratch};
 use crate::packing::greedy::{RoundsScratch, greedy_rounds};
 use crate::packing::local_search::{
     SearchBudget, SearchScratch, improve, improve_with_hint, pair_partners,
 };
-use crate::packing::weight::Weight;
+use crate::packing::weight::{Weight, larger};
 use crate::packing::{PackState, Packer, Start};
 use crate::shape::{Policy, Shape};
 
@@ -273,8 +273,7 @@ pub(crate) fn spend_budget(
     }
     // A plan without duplicates has no more than the strict one (the usual case: no count).
     if new_duplicates > 0
-        && (baseline != Baseline::StrictPlan
-            || new_duplicates > duplicated_replicas_in(phy2log, k, last_gpu))
+        && (baseline != Baseline::StrictPlan || new_duplicates > duplicated_replicas(phy2log, k))
     {
         return false;
     }
@@ -344,13 +343,6 @@ struct Receiver {
     /// Largest replica after giving up the victim's slot, and the `k - 1` smallest replicas.
     peak: f64,
     fill: f64,
-}
-
-/// The larger of two loads, by a select (`f64::max` also handles NaN, which loads never are, at
-/// a few instructions more in the hottest loops).
-#[inline]
-fn larger(a: f64, b: f64) -> f64 {
-    if a > b { a } else { b }
 }
 
 /// Keeps `top` as the largest `(value, expert)` pairs, descending.
@@ -636,6 +628,16 @@ impl Layer {
         off_home
     }
 
+    /// The home experts of `node` (heaviest first once `sorted[node]`).
+    fn members_of(&self, node: usize) -> &[u32] {
+        &self.members[self.member_start[node]..self.member_start[node + 1]]
+    }
+
+    /// The experts in the slots of `node`.
+    fn node_slots(&self, node: usize) -> &[u32] {
+        &self.slots[node * self.s..(node + 1) * self.s]
+    }
+
     fn home(&self, x: u32) -> usize {
         self.home_of[x as usize] as usize
     }
@@ -722,7 +724,7 @@ impl Layer {
 
     /// The plan as it stands, measured in one pass over its slots: its largest GPU load, its
     /// load outside home nodes and its duplicated replicas, as [`max_gpu_load`],
-    /// [`crate::metrics::off_home_share`] (times the total) and [`duplicated_replicas_in`]
+    /// [`crate::metrics::off_home_share`] (times the total) and [`duplicated_replicas`]
     /// measure a plan row: the same sums in the same order (each slot's `load / count`), so the
     /// same figures, without building the row. `last_gpu` is scratch.
     fn measure(&self, last_gpu: &mut Vec<u32>) -> (f64, f64, usize) {
@@ -749,7 +751,7 @@ impl Layer {
 
     /// Recomputes the node's load, largest replica and `k - 1` smallest replicas.
     fn refresh_node(&mut self, node: usize) {
-        let node_slots = &self.slots[node * self.s..(node + 1) * self.s];
+        let node_slots = self.node_slots(node);
         let (mut load, mut maxrep) = (0.0, 0.0f64);
         for &x in node_slots {
             let v = self.rep[x as usize];
@@ -768,7 +770,7 @@ impl Layer {
     /// changed).
     fn settle_node(&mut self, node: usize, fill: bool) {
         if self.maxrep_stale[node] {
-            let node_slots = &self.slots[node * self.s..(node + 1) * self.s];
+            let node_slots = self.node_slots(node);
             self.node_maxrep[node] = node_slots
                 .iter()
                 .fold(0.0, |m, &x| larger(self.rep[x as usize], m));
@@ -794,7 +796,7 @@ impl Layer {
             // from the strict counts until the node exports): the lightest unreplicated members
             // from the end, then the replicated ones.
             if self.sorted[node] && self.foreign[node] == 0 && !self.exporter[node] {
-                let members = &self.members[self.member_start[node]..self.member_start[node + 1]];
+                let members = self.members_of(node);
                 for &x in members.iter().rev() {
                     let w = self.loads[x as usize];
                     if self.cnt[x as usize] != 1 || self.count_on(x, node) == 0 {
@@ -919,7 +921,7 @@ impl Layer {
         // experts that could take a freed slot of `a` (all replicas at home, fewer than `q`).
         let mut top = [(0.0f64, u32::MAX); 3];
         let mut takers = [(0.0f64, u32::MAX); 2];
-        for &x in &self.members[self.member_start[a]..self.member_start[a + 1]] {
+        for &x in self.members_of(a) {
             // Members come heaviest first on f32-rounded loads (rounding keeps the order), and a
             // replica is at most its expert's load: once a load rounds below both lists' last
             // entries, no later replica enters either.
@@ -936,7 +938,7 @@ impl Layer {
         }
         let foreign_here = self.foreign[a] > 0;
         if foreign_here {
-            for &x in &self.slots[a * self.s..(a + 1) * self.s] {
+            for &x in self.node_slots(a) {
                 if self.home(x) != a && !top.iter().any(|&(_, t)| t == x) {
                     insert_top(&mut top, self.rep(x), x);
                 }
@@ -984,7 +986,7 @@ impl Layer {
             target,
             left,
         };
-        for &x in &self.members[self.member_start[a]..self.member_start[a + 1]] {
+        for &x in self.members_of(a) {
             let w = self.loads[x as usize];
             if w <= 0.0 {
                 break;
@@ -1025,7 +1027,7 @@ impl Layer {
         if foreign_here {
             // A foreign replica held here moves on to another node; its slot goes to an expert
             // of `a`. The budget does not change.
-            let node_slots = &self.slots[a * self.s..(a + 1) * self.s];
+            let node_slots = self.node_slots(a);
             for (i, &x) in node_slots.iter().enumerate() {
                 if self.home(x) == a || node_slots[..i].contains(&x) {
                     continue;
