@@ -171,23 +171,26 @@ pub(crate) enum Baseline<'a> {
     /// The finished strict plan: the result needs a lower GPU maximum and no more duplicated
     /// replicas.
     StrictPlan,
-    /// The strict plan's replicas before they are packed: each node's slots hold its home
-    /// experts' replicas in any order, and `logcnt` their counts. The strict packing is never
-    /// computed: the result needs a GPU maximum below the strict plan's lower bound (the heaviest
-    /// node spread over its GPUs), so below the strict plan whatever its packing, and no
-    /// duplicated replica. Every node is packed once, after the moves.
+    /// The strict plan's replicas before they are packed: `counts` gives each expert's replica
+    /// count (at least one, every replica on the expert's home node; each node's counts add up to
+    /// its slots). The strict packing is never computed: the result needs a GPU maximum below
+    /// the strict plan's lower bound (the heaviest node spread over its GPUs), so below the
+    /// strict plan whatever its packing, and no duplicated replica. Every node is packed once,
+    /// after the moves. The plan row passed to [`spend_budget`] is output only.
     StrictCounts {
         /// Each node's home experts heaviest first (loads rounded to `f32`, ties by id), node
         /// after node, as the counts were made (the moves need that order).
         members: &'a [u32],
+        counts: &'a [u32],
     },
 }
 
 /// Spends the layer's locality budget (see the module documentation) from `baseline`:
-/// `phy2log` and `logcnt` are the layer's plan row, rewritten in place when a plan within the
-/// budget beats the baseline; `group_node` gives each group's home node and is not changed.
-/// Returns `true` when it rewrote the row; with `false` the row is as it was (with
-/// [`Baseline::StrictCounts`], the caller then plans the strict layer and spends on it). Does
+/// `phy2log` and `logcnt` are the layer's plan row (with [`Baseline::StrictPlan`], the strict
+/// plan), rewritten in place when a plan within the budget beats the baseline; `group_node` gives
+/// each group's home node and is not changed. Returns `true` when it rewrote the row; with
+/// `false` the row is as it was (with [`Baseline::StrictCounts`], the caller then plans the
+/// strict layer and spends on it). Does
 /// nothing where the budget does not apply ([`budget_applies`]), nor, from the strict counts,
 /// when the target is not clearly below the strict plan's lower bound. `scratch` holds the
 /// buffers between calls (any earlier content is ignored).
@@ -208,13 +211,17 @@ pub(crate) fn spend_budget(
         shape.num_nodes,
         shape.num_gpus,
     );
+    let row_ok = match baseline {
+        Baseline::StrictPlan => phy2log.iter().all(|&x| x >= 0 && (x as usize) < e),
+        Baseline::StrictCounts { members, counts } => members.len() == e && counts.len() == e,
+    };
     if !budget_applies(shape, options)
         || loads.len() != e
         || phy2log.len() != r
         || logcnt.len() != e
         || group_node.len() != g
         || group_node.iter().any(|&h| h < 0 || h as usize >= n)
-        || phy2log.iter().any(|&x| x < 0 || x as usize >= e)
+        || !row_ok
     {
         return false;
     }
@@ -231,10 +238,17 @@ pub(crate) fn spend_budget(
     } = scratch;
     let sorted_members = match baseline {
         Baseline::StrictPlan => None,
-        Baseline::StrictCounts { members } => Some(members),
+        Baseline::StrictCounts { members, .. } => Some(members),
     };
     layer.prepare(loads, shape, group_node, sorted_members);
-    let left = budget * total - layer.reset(phy2log, logcnt);
+    let off_home = match baseline {
+        Baseline::StrictPlan => layer.reset(phy2log, logcnt),
+        Baseline::StrictCounts { counts, .. } => match layer.reset_to_counts(counts, group_node) {
+            Some(off_home) => off_home,
+            None => return false,
+        },
+    };
+    let left = budget * total - off_home;
     if left <= 0.0 {
         return false;
     }
@@ -587,12 +601,66 @@ impl Layer {
         self.slots.extend(phy2log.iter().map(|&x| x as u32));
         self.cnt.clear();
         self.cnt.extend(logcnt.iter().map(|&c| c as u32));
+        self.start_counts();
+        let mut off_home = 0.0;
+        for node in 0..self.n {
+            for &x in &self.slots[node * self.s..(node + 1) * self.s] {
+                self.on_node[x as usize * self.n + node] += 1;
+                if self.home_of[x as usize] as usize == node {
+                    self.home_cnt[x as usize] += 1;
+                } else {
+                    self.foreign[node] += 1;
+                    off_home += self.rep[x as usize];
+                }
+            }
+        }
+        self.refresh_all();
+        off_home
+    }
+
+    /// Starts over from strict replica counts ([`Baseline::StrictCounts`]): each node's slots
+    /// hold its home experts' replicas, groups in ascending id order (`group_node` gives their
+    /// homes), `counts[x]` replicas of expert `x`. Returns the load outside home nodes (none), or
+    /// `None` when a node's counts do not fill exactly its slots.
+    fn reset_to_counts(&mut self, counts: &[u32], group_node: &[i64]) -> Option<f64> {
+        let (n, s) = (self.n, self.s);
+        let group_size = counts.len() / group_node.len().max(1);
+        self.slots.clear();
+        for node in 0..n {
+            for (group, _) in (group_node.iter().enumerate()).filter(|&(_, &h)| h as usize == node)
+            {
+                let first = group * group_size;
+                for (x, &c) in (first as u32..).zip(&counts[first..first + group_size]) {
+                    self.slots.extend(std::iter::repeat_n(x, c as usize));
+                }
+            }
+            if self.slots.len() != (node + 1) * s {
+                return None;
+            }
+        }
+        self.cnt.clear();
+        self.cnt.extend_from_slice(counts);
+        self.start_counts();
+        // Every replica is on its expert's home node.
+        for (x, &c) in counts.iter().enumerate() {
+            self.home_cnt[x] = c;
+            self.on_node[x * n + self.home_of[x] as usize] = c as u16;
+        }
+        self.refresh_all();
+        Some(0.0)
+    }
+
+    /// With `slots` and `cnt` set: each replica's load, and the other per-expert and per-node
+    /// counts cleared (`home_cnt`, `on_node`, `foreign`) or rebuilt (`multi`).
+    fn start_counts(&mut self) {
         self.rep.clear();
+        // One replica (most experts): its load, with no division.
         self.rep.extend(
-            self.loads
-                .iter()
-                .zip(&self.cnt)
-                .map(|(&w, &c)| w / f64::from(c)),
+            self.loads.iter().zip(&self.cnt).map(
+                |(&w, &c)| {
+                    if c == 1 { w } else { w / f64::from(c) }
+                },
+            ),
         );
         let e = self.cnt.len();
         self.home_cnt.clear();
@@ -607,25 +675,17 @@ impl Layer {
             self.multi[node].clear();
             self.multi[node].extend(members.iter().filter(|&&y| self.cnt[y as usize] >= 2));
         }
-        let mut off_home = 0.0;
-        for node in 0..self.n {
-            for &x in &self.slots[node * self.s..(node + 1) * self.s] {
-                self.on_node[x as usize * self.n + node] += 1;
-                if self.home_of[x as usize] as usize == node {
-                    self.home_cnt[x as usize] += 1;
-                } else {
-                    self.foreign[node] += 1;
-                    off_home += self.rep[x as usize];
-                }
-            }
-        }
+    }
+
+    /// With the counts indexed: every node's load, largest and smallest replicas and victim, no
+    /// node an exporter or changed yet.
+    fn refresh_all(&mut self) {
         self.exporter.fill(false);
         self.changed.fill(false);
         for node in 0..self.n {
             self.refresh_node(node);
             self.refresh_victim(node);
         }
-        off_home
     }
 
     /// The home experts of `node` (heaviest first once `sorted[node]`).

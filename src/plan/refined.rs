@@ -102,6 +102,8 @@ pub struct RefinedPlanner {
     budget: BudgetScratch,
     /// Each node's experts heaviest first, node after node (the budget pass's member order).
     members_by_load: Vec<u32>,
+    /// Replica count of each expert in the strict counts of [`RefinedPlanner::plan_within_budget`].
+    strict_counts: Vec<u32>,
 }
 
 impl RefinedPlanner {
@@ -173,9 +175,10 @@ impl RefinedPlanner {
             // both splits agree are the homes the strict plan's whichever plan it keeps.
             return false;
         }
-        self.slots_per_node = slots_per_node;
         let mut experts = std::mem::take(&mut self.experts);
         self.members_by_load.clear();
+        self.strict_counts.clear();
+        self.strict_counts.resize(shape.num_logical, 1);
         for node in 0..n {
             experts.clear();
             experts.extend_from_slice(
@@ -191,13 +194,11 @@ impl RefinedPlanner {
                     .iter()
                     .map(|&key| experts[f32::key_index(key) as usize]),
             );
-            let node_slots = &mut phy2log[node * slots_per_node..(node + 1) * slots_per_node];
-            let mut slot = 0;
-            for (&x, &c) in experts.iter().zip(&self.counts) {
-                node_slots[slot..slot + c as usize].fill(i64::from(x));
-                slot += c as usize;
+            // Only the hot experts have more than one replica.
+            for &key in &self.node_keys[..extra] {
+                let j = f32::key_index(key) as usize;
+                self.strict_counts[experts[j] as usize] = self.counts[j];
             }
-            self.write_counts(&experts, logcnt);
         }
         self.experts = experts;
         spend_budget(
@@ -209,6 +210,7 @@ impl RefinedPlanner {
             &mut self.budget,
             Baseline::StrictCounts {
                 members: &self.members_by_load,
+                counts: &self.strict_counts,
             },
         )
     }
