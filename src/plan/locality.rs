@@ -621,7 +621,7 @@ impl Layer {
     /// Starts over from strict replica counts ([`Baseline::StrictCounts`]): each node's slots
     /// hold its home experts' replicas, groups in ascending id order (`group_node` gives their
     /// homes), `counts[x]` replicas of expert `x`. Returns the load outside home nodes (none), or
-    /// `None` when a node's counts do not fill exactly its slots.
+    /// `None` when an expert has no replica or a node's counts do not fill exactly its slots.
     fn reset_to_counts(&mut self, counts: &[u32], group_node: &[i64]) -> Option<f64> {
         let (n, s) = (self.n, self.s);
         let group_size = counts.len() / group_node.len().max(1);
@@ -631,7 +631,14 @@ impl Layer {
             {
                 let first = group * group_size;
                 for (x, &c) in (first as u32..).zip(&counts[first..first + group_size]) {
-                    self.slots.extend(std::iter::repeat_n(x, c as usize));
+                    if c == 0 {
+                        return None;
+                    }
+                    // One replica (most experts) by a push.
+                    self.slots.push(x);
+                    if c > 1 {
+                        self.slots.extend(std::iter::repeat_n(x, c as usize - 1));
+                    }
                 }
             }
             if self.slots.len() != (node + 1) * s {
