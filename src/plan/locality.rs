@@ -359,6 +359,18 @@ struct Receiver {
     fill: f64,
 }
 
+impl Receiver {
+    /// The receiver's estimated maximum after taking a foreign replica of load `carried`
+    /// (`q` GPUs per node): never lower for a larger `carried` (`carried >= 0`).
+    #[inline(always)]
+    fn est(&self, carried: f64, q: f64) -> f64 {
+        larger(
+            (self.load + carried) / q,
+            larger(self.peak, carried) + self.fill,
+        )
+    }
+}
+
 /// Keeps `top` as the largest `(value, expert)` pairs, descending.
 fn insert_top(top: &mut [(f64, u32)], value: f64, expert: u32) {
     let mut i = top.len();
@@ -512,10 +524,7 @@ impl Search<'_> {
             {
                 continue;
             }
-            let est_b_new = larger(
-                (rc.load + carried) / self.q,
-                larger(rc.peak, carried) + rc.fill,
-            );
+            let est_b_new = rc.est(carried, self.q);
             if est_b_new >= self.limit {
                 continue;
             }
@@ -980,10 +989,35 @@ impl Layer {
     /// `max(est_a', est_b', target)` (lower the pair, but no further than the target), then spends
     /// the least budget, then has the lightest receiver.
     fn best_move(&mut self, a: usize, est_a: f64, target: f64, left: f64) -> Option<Move> {
+        let q = self.q as f64;
+        let limit = est_a * (1.0 - MIN_GAIN);
+        // A receiver's estimate only grows with the load it takes: one already at the limit
+        // before taking any never counts, and without receivers there is no move.
+        let mut receivers = std::mem::take(&mut self.receivers);
+        receivers.clear();
+        for b in 0..self.n {
+            if b == a || self.exporter[b] {
+                continue;
+            }
+            if let Some((_, grown)) = self.victim[b] {
+                let rc = Receiver {
+                    node: b,
+                    load: self.node_load[b],
+                    peak: self.node_maxrep[b].max(grown),
+                    fill: self.node_fill[b],
+                };
+                if rc.est(0.0, q) < limit {
+                    receivers.push(rc);
+                }
+            }
+        }
+        if receivers.is_empty() {
+            self.receivers = receivers;
+            return None;
+        }
         if !self.sorted[a] {
             self.sort_members(a);
         }
-        let q = self.q as f64;
         // The three largest replicas of `a` (distinct experts), and the two heaviest replicas of
         // experts that could take a freed slot of `a` (all replicas at home, fewer than `q`).
         let mut top = [(0.0f64, u32::MAX); 3];
@@ -1011,21 +1045,6 @@ impl Layer {
                 }
             }
         }
-        let mut receivers = std::mem::take(&mut self.receivers);
-        receivers.clear();
-        for b in 0..self.n {
-            if b == a || self.exporter[b] {
-                continue;
-            }
-            if let Some((_, grown)) = self.victim[b] {
-                receivers.push(Receiver {
-                    node: b,
-                    load: self.node_load[b],
-                    peak: self.node_maxrep[b].max(grown),
-                    fill: self.node_fill[b],
-                });
-            }
-        }
         let largest_without = |skip: u32| {
             top.iter()
                 .find(|&&(_, x)| x != skip)
@@ -1038,7 +1057,6 @@ impl Layer {
                 .map(|&(_, z)| z)
         };
         let (load_a, fill_a) = (self.node_load[a], self.node_fill[a]);
-        let limit = est_a * (1.0 - MIN_GAIN);
         let mut best = None;
         let maxrep_a = self.node_maxrep[a];
         let search = Search {
