@@ -360,14 +360,42 @@ struct Receiver {
 }
 
 impl Receiver {
-    /// The receiver's estimated maximum after taking a foreign replica of load `carried`
-    /// (`q` GPUs per node): never lower for a larger `carried` (`carried >= 0`).
+    /// The receiver's estimated maximum after taking a foreign replica of load `carried`: never
+    /// lower for a larger `carried` (`carried >= 0`).
     #[inline(always)]
-    fn est(&self, carried: f64, q: f64) -> f64 {
+    fn est(&self, carried: f64, per_gpu: PerGpu) -> f64 {
         larger(
-            (self.load + carried) / q,
+            per_gpu.of(self.load + carried),
             larger(self.peak, carried) + self.fill,
         )
+    }
+}
+
+/// A node load spread over the node's `q` GPUs: `load / q`, bit for bit.
+#[derive(Debug, Clone, Copy)]
+struct PerGpu {
+    q: f64,
+    /// `1 / q` when `q` is a power of two: then `load * inv` is `load / q` exactly (both round
+    /// the same real number), and a multiplication is cheaper.
+    inv: Option<f64>,
+}
+
+impl PerGpu {
+    fn new(q: usize) -> Self {
+        let qf = q as f64;
+        PerGpu {
+            q: qf,
+            inv: q.is_power_of_two().then(|| 1.0 / qf),
+        }
+    }
+
+    /// `load / q`.
+    #[inline(always)]
+    fn of(self, load: f64) -> f64 {
+        match self.inv {
+            Some(inv) => load * inv,
+            None => load / self.q,
+        }
     }
 }
 
@@ -479,7 +507,7 @@ type Best = Option<((f64, f64, f64), Move)>;
 struct Search<'a> {
     layer: &'a Layer,
     receivers: &'a [Receiver],
-    q: f64,
+    per_gpu: PerGpu,
     load_a: f64,
     fill_a: f64,
     maxrep_a: f64,
@@ -506,7 +534,7 @@ impl Search<'_> {
         if m.shed > self.left || (a_peak >= self.limit && !plateau) {
             return;
         }
-        let est_a_new = larger((self.load_a - leaving) / self.q, a_peak);
+        let est_a_new = larger(self.per_gpu.of(self.load_a - leaving), a_peak);
         if est_a_new >= self.limit && !(plateau && est_a_new <= self.est_a) {
             return;
         }
@@ -524,7 +552,7 @@ impl Search<'_> {
             {
                 continue;
             }
-            let est_b_new = rc.est(carried, self.q);
+            let est_b_new = rc.est(carried, self.per_gpu);
             if est_b_new >= self.limit {
                 continue;
             }
@@ -789,7 +817,7 @@ impl Layer {
     /// A lower estimate of the node's heaviest GPU after packing.
     fn est(&self, node: usize) -> f64 {
         larger(
-            self.node_load[node] / self.q as f64,
+            PerGpu::new(self.q).of(self.node_load[node]),
             self.node_maxrep[node] + self.node_fill[node],
         )
     }
@@ -961,13 +989,13 @@ impl Layer {
         // the cap only guards against estimates that a move changes differently than predicted.
         let max_moves = 4 * self.slots.len();
         while moves < max_moves {
-            let mut a = 0;
+            let (mut a, mut est_a) = (0, self.est(0));
             for node in 1..self.n {
-                if self.est(node) > self.est(a) {
-                    a = node;
+                let est = self.est(node);
+                if est > est_a {
+                    (a, est_a) = (node, est);
                 }
             }
-            let est_a = self.est(a);
             if est_a <= target * (1.0 + MIN_GAIN) {
                 break;
             }
@@ -989,7 +1017,7 @@ impl Layer {
     /// `max(est_a', est_b', target)` (lower the pair, but no further than the target), then spends
     /// the least budget, then has the lightest receiver.
     fn best_move(&mut self, a: usize, est_a: f64, target: f64, left: f64) -> Option<Move> {
-        let q = self.q as f64;
+        let per_gpu = PerGpu::new(self.q);
         let limit = est_a * (1.0 - MIN_GAIN);
         // A receiver's estimate only grows with the load it takes: one already at the limit
         // before taking any never counts, and without receivers there is no move.
@@ -1006,7 +1034,7 @@ impl Layer {
                     peak: self.node_maxrep[b].max(grown),
                     fill: self.node_fill[b],
                 };
-                if rc.est(0.0, q) < limit {
+                if rc.est(0.0, per_gpu) < limit {
                     receivers.push(rc);
                 }
             }
@@ -1050,11 +1078,21 @@ impl Layer {
                 .find(|&&(_, x)| x != skip)
                 .map_or(0.0, |&(v, _)| v)
         };
+        // Each taker with the largest replica left on `a` once it takes a freed slot.
+        let takers = takers.map(|(_, z)| {
+            let peak = if z == u32::MAX {
+                0.0
+            } else {
+                let grown = self.loads[z as usize] / f64::from(self.cnt[z as usize] + 1);
+                largest_without(z).max(grown)
+            };
+            (z, peak)
+        });
         let taker_for = |x: u32| {
             takers
                 .iter()
-                .find(|&&(_, z)| z != x && z != u32::MAX)
-                .map(|&(_, z)| z)
+                .find(|&&(z, _)| z != x && z != u32::MAX)
+                .copied()
         };
         let (load_a, fill_a) = (self.node_load[a], self.node_fill[a]);
         let mut best = None;
@@ -1062,7 +1100,7 @@ impl Layer {
         let search = Search {
             layer: self,
             receivers: &receivers,
-            q,
+            per_gpu,
             load_a,
             fill_a,
             maxrep_a,
@@ -1078,7 +1116,7 @@ impl Layer {
             }
             // Every move of `x` takes at most `w / 2` off `a`; members come heaviest first.
             if let Some(((key, _, _), _)) = best {
-                if larger((load_a - 0.5 * w) / q, target) > key {
+                if larger(per_gpu.of(load_a - 0.5 * w), target) > key {
                     break;
                 }
             }
@@ -1097,15 +1135,14 @@ impl Layer {
             search.consider(&mut best, base, base.shed, w / (c + 1.0), rest);
             // One home replica of `x` moves abroad; its slot goes to another expert of `a`.
             if hi >= 2 {
-                if let Some(z) = taker_for(x) {
-                    let grown = self.loads[z as usize] / f64::from(self.cnt[z as usize] + 1);
+                if let Some((z, peak)) = taker_for(x) {
                     let m = Move {
                         kind: Kind::Relocate,
                         taker: z,
                         shed: w / c,
                         ..base
                     };
-                    search.consider(&mut best, m, w / c, w / c, largest_without(z).max(grown));
+                    search.consider(&mut best, m, w / c, w / c, peak);
                 }
             }
         }
@@ -1117,8 +1154,7 @@ impl Layer {
                 if self.home(x) == a || node_slots[..i].contains(&x) {
                     continue;
                 }
-                if let Some(z) = taker_for(x) {
-                    let grown = self.loads[z as usize] / f64::from(self.cnt[z as usize] + 1);
+                if let Some((z, peak)) = taker_for(x) {
                     let carried = self.rep(x);
                     let m = Move {
                         kind: Kind::Forward,
@@ -1128,13 +1164,7 @@ impl Layer {
                         taker: z,
                         shed: 0.0,
                     };
-                    search.consider(
-                        &mut best,
-                        m,
-                        carried,
-                        carried,
-                        largest_without(z).max(grown),
-                    );
+                    search.consider(&mut best, m, carried, carried, peak);
                 }
             }
         }
