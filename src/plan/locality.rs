@@ -369,6 +369,24 @@ impl Receiver {
             larger(self.peak, carried) + self.fill,
         )
     }
+
+    /// A replica load from which on the receiver ends at or above `limit` (so, by
+    /// [`Receiver::est`], also with any heavier replica): infinite when none is found. Checked
+    /// near where each term of the estimate reaches the limit, so it lies within rounding of the
+    /// least such load.
+    fn refuses_from(&self, limit: f64, per_gpu: PerGpu) -> f64 {
+        let spread = limit * per_gpu.q;
+        // The two terms reach the limit near these loads (the peak is below the limit).
+        let near = (spread - self.load).min(limit - self.fill).max(0.0);
+        let margin =
+            8.0 * (f64::EPSILON * spread.max(self.load.abs()).max(limit)).max(f64::MIN_POSITIVE);
+        let from = near + margin;
+        if self.est(from, per_gpu) >= limit {
+            from
+        } else {
+            f64::INFINITY
+        }
+    }
 }
 
 /// A node load spread over the node's `q` GPUs: `load / q`, bit for bit.
@@ -514,6 +532,8 @@ struct Search<'a> {
     est_a: f64,
     /// Both nodes of a move must end below this.
     limit: f64,
+    /// No receiver takes a replica this heavy or heavier below the limit.
+    refused: f64,
     target: f64,
     /// Budget left.
     left: f64,
@@ -525,6 +545,9 @@ impl Search<'_> {
     /// left on `a`. Inlined: it runs for most members of `a`.
     #[inline(always)]
     fn consider(&self, best: &mut Best, m: Move, leaving: f64, carried: f64, a_maxrep: f64) {
+        if carried >= self.refused {
+            return;
+        }
         let layer = self.layer;
         // A node whose estimate is its largest replica (plus the smallest others on that GPU)
         // may need several of its largest experts split before it gets lower: adding a
@@ -1100,6 +1123,10 @@ impl Layer {
         let search = Search {
             layer: self,
             receivers: &receivers,
+            refused: receivers
+                .iter()
+                .map(|rc| rc.refuses_from(limit, per_gpu))
+                .fold(0.0, f64::max),
             per_gpu,
             load_a,
             fill_a,
@@ -1122,6 +1149,12 @@ impl Layer {
             }
             let (ci, hi) = (self.cnt[x as usize], self.home_cnt[x as usize]);
             let (c, h) = (f64::from(ci), f64::from(hi));
+            // One more replica of `x`, abroad. A relocated replica is heavier (`w / c`): when no
+            // receiver takes the added one, none takes that either.
+            let added = w / (c + 1.0);
+            if added >= search.refused {
+                continue;
+            }
             let base = Move {
                 kind: Kind::Add,
                 expert: x,
@@ -1130,19 +1163,20 @@ impl Layer {
                 taker: u32::MAX,
                 shed: w * h / (c * (c + 1.0)),
             };
-            // One more replica of `x`, abroad.
-            let rest = largest_without(x).max(w / (c + 1.0));
-            search.consider(&mut best, base, base.shed, w / (c + 1.0), rest);
+            let rest = largest_without(x).max(added);
+            search.consider(&mut best, base, base.shed, added, rest);
             // One home replica of `x` moves abroad; its slot goes to another expert of `a`.
             if hi >= 2 {
                 if let Some((z, peak)) = taker_for(x) {
+                    // `rep` is `w / c`.
+                    let moved = self.rep(x);
                     let m = Move {
                         kind: Kind::Relocate,
                         taker: z,
-                        shed: w / c,
+                        shed: moved,
                         ..base
                     };
-                    search.consider(&mut best, m, w / c, w / c, peak);
+                    search.consider(&mut best, m, moved, moved, peak);
                 }
             }
         }
@@ -1385,6 +1419,74 @@ impl Layer {
                     *slot = colors[item as usize];
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_rng::XorShift;
+
+    /// A load of one of many magnitudes (zero and subnormal ones included).
+    fn load(rng: &mut XorShift) -> f64 {
+        const SCALES: [f64; 7] = [0.0, 1e-310, 1e-3, 1.0, 37.0, 1e4, 3e7];
+        rng.next_f64() * SCALES[(rng.next_u64() % 7) as usize]
+    }
+
+    #[test]
+    fn per_gpu_is_the_division_bit_for_bit() {
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        for q in 1..=20 {
+            let per_gpu = PerGpu::new(q);
+            for _ in 0..5000 {
+                let v = load(&mut rng);
+                assert_eq!(
+                    per_gpu.of(v).to_bits(),
+                    (v / q as f64).to_bits(),
+                    "{v} / {q}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn receivers_refuse_from_near_the_least_refused_load() {
+        let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+        for case in 0..20_000 {
+            let q = [1, 3, 4, 8, 18][case % 5];
+            let per_gpu = PerGpu::new(q);
+            let rc = Receiver {
+                node: 0,
+                load: load(&mut rng) * q as f64,
+                peak: load(&mut rng),
+                fill: load(&mut rng),
+            };
+            let limit = rc.est(0.0, per_gpu) * (1.0 + rng.next_f64()) + load(&mut rng);
+            if rc.est(0.0, per_gpu) >= limit {
+                continue;
+            }
+            // The estimate never drops as the replica grows.
+            let (c1, c2) = (load(&mut rng), load(&mut rng));
+            let (lo, hi) = (c1.min(c2), c1.max(c2));
+            assert!(rc.est(lo, per_gpu) <= rc.est(hi, per_gpu));
+            let from = rc.refuses_from(limit, per_gpu);
+            assert!(from.is_finite(), "{rc:?} {limit}");
+            assert!(rc.est(from, per_gpu) >= limit);
+            // The least refused load, by bisection on the bits of non-negative loads.
+            let (mut ok, mut refused) = (0u64, from.to_bits());
+            while refused - ok > 1 {
+                let mid = ok + (refused - ok) / 2;
+                if rc.est(f64::from_bits(mid), per_gpu) >= limit {
+                    refused = mid;
+                } else {
+                    ok = mid;
+                }
+            }
+            let least = f64::from_bits(refused);
+            let scale = (limit * q as f64).max(rc.load);
+            let tolerance = 16.0 * (f64::EPSILON * scale).max(f64::MIN_POSITIVE);
+            assert!(from - least <= tolerance, "{from} {least}");
         }
     }
 }
