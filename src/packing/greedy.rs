@@ -308,10 +308,12 @@ pub struct RoundsScratch {
     pack_keys: Vec<u64>,
     last_color: Vec<u32>,
     order: Vec<u32>,
-    /// The subsets of [`merge_rows`] (each partial packing's in one block of `num_packs`), the
-    /// partial packings, and the next item of each item's subset.
-    blocks: Vec<Subset>,
+    /// The partial packings of [`merge_rows`], the unmerged ones by spread, their subsets (each
+    /// partial's in one block of `num_packs`; a merge writes a new block), and the next item of
+    /// each item's subset.
     partials: Vec<Partial>,
+    ranked: Vec<u32>,
+    subsets: Vec<Subset>,
     next: Vec<u32>,
 }
 
@@ -326,21 +328,24 @@ impl RoundsScratch {
     }
 }
 
-/// A subset of items while [`merge_rows`] merges partial packings: its load and its items as a
-/// list (first and last item, linked through `RoundsScratch::next`).
+/// A subset of items while [`merge_rows`] merges partial packings: its load, its items' colors as
+/// a [`color_bit`] mask, and its items as a list (first and last item, linked through
+/// `RoundsScratch::next`).
 #[derive(Debug, Default, Clone, Copy)]
 struct Subset {
     load: f64,
+    mask: u64,
     head: u32,
     tail: u32,
 }
 
-/// A partial packing of [`merge_rows`]: its spread (heaviest minus lightest subset; -inf once
-/// merged away), its items' colors, and whether its subsets are heaviest first.
+/// A partial packing of [`merge_rows`]: its spread (heaviest minus lightest subset), its items'
+/// colors, its block of subsets, and whether they are heaviest first.
 #[derive(Debug, Default, Clone, Copy)]
 struct Partial {
     spread: f64,
     colors: ColorSet,
+    block: u32,
     descending: bool,
 }
 
@@ -354,22 +359,19 @@ impl ColorSet {
         self.0[(bit / 64) as usize] |= 1u64 << (bit % 64);
     }
 
-    fn contains(&self, color: u32) -> bool {
-        let bit = color % 256;
-        self.0[(bit / 64) as usize] & (1u64 << (bit % 64)) != 0
-    }
-
     fn union(self, other: ColorSet) -> ColorSet {
         ColorSet(std::array::from_fn(|w| self.0[w] | other.0[w]))
     }
 
-    fn intersection(self, other: ColorSet) -> ColorSet {
-        ColorSet(std::array::from_fn(|w| self.0[w] & other.0[w]))
+    /// Whether the sets share a bit (sets that do not share no color).
+    fn meets(&self, other: &ColorSet) -> bool {
+        (self.0.iter().zip(&other.0)).fold(0, |any, (&x, &y)| any | (x & y)) != 0
     }
+}
 
-    fn is_empty(&self) -> bool {
-        self.0.iter().all(|&word| word == 0)
-    }
+/// A color's bit in a subset's mask: subsets whose masks share no bit share no color.
+fn color_bit(color: u32) -> u64 {
+    1u64 << (color % 64)
 }
 
 /// No next item in a subset's list.
@@ -382,13 +384,19 @@ fn subset_items(next: &[u32], head: u32) -> impl Iterator<Item = u32> + '_ {
     })
 }
 
+/// Whether partial `p` merges before partial `q`: larger spread, the first one on ties.
+fn merges_before(partials: &[Partial], p: u32, q: u32) -> bool {
+    let (sp, sq) = (partials[p as usize].spread, partials[q as usize].spread);
+    (sp > sq) | ((sp == sq) & (p < q))
+}
+
 /// Balanced largest differencing on the rows of `keys` (items by weight descending, `M` a row;
 /// each row a partial packing of one item per pack): the two partial packings with the largest
 /// spread (heaviest minus lightest subset; the first ones on ties) are merged, the heaviest subset
 /// of one with the lightest of the other, until one is left: its subsets are the packs, each with
-/// one item of every row. With `colors`, where both partials hold a color, a subset pair sharing a
-/// color trades partners with another pair where that clears both; returns `false` when a clash may
-/// remain (or without `colors`). Precondition: `M > 0` divides `weights.len()`.
+/// one item of every row. With `colors`, a subset pair sharing a color trades partners with another
+/// pair where that clears both; returns `false` when a clash may remain (or without `colors`).
+/// Precondition: `M > 0` divides `weights.len()`.
 fn merge_rows<const M: usize>(
     weights: &[f64],
     colors: Option<&[u32]>,
@@ -399,52 +407,66 @@ fn merge_rows<const M: usize>(
     state.reset(n, M);
     let RoundsScratch {
         keys,
-        blocks,
         partials,
+        ranked,
+        subsets,
         next,
         ..
     } = scratch;
+    let rows = n / M;
+    if rows == 0 {
+        return false;
+    }
     next.clear();
     next.resize(n, END);
-    blocks.clear();
+    // The rows' blocks, then one per merge (every subset is written before it is read).
+    if subsets.len() < (2 * rows - 1) * M {
+        subsets.resize((2 * rows - 1) * M, Subset::default());
+    }
     partials.clear();
-    for row in keys.chunks_exact(M) {
-        let mut block = [Subset::default(); M];
-        let mut set = ColorSet::default();
+    partials.resize(rows, Partial::default());
+    for ((row, block), partial) in (keys.chunks_exact(M))
+        .zip(subsets.chunks_exact_mut(M))
+        .zip(partials.iter_mut())
+    {
         for (subset, &key) in block.iter_mut().zip(row) {
             let item = f32::key_index(key);
+            let color = colors.map_or(0, |colors| colors[item as usize]);
             *subset = Subset {
                 load: weights[item as usize],
+                mask: colors.map_or(0, |_| color_bit(color)),
                 head: item,
                 tail: item,
             };
-            if let Some(colors) = colors {
-                set.insert(colors[item as usize]);
-            }
+            partial.colors.insert(color);
         }
-        partials.push(Partial {
-            spread: block[0].load - block[M - 1].load,
-            colors: set,
-            descending: true,
-        });
-        blocks.extend_from_slice(&block);
+        partial.spread = block[0].load - block[M - 1].load;
+        partial.descending = true;
     }
-    let mut clean = true;
-    for _ in 1..partials.len() {
-        // The two largest spreads, the first ones on ties.
-        let (mut a, mut b) = (0, usize::MAX);
-        for (r, partial) in partials.iter().enumerate().skip(1) {
-            if partial.spread > partials[a].spread {
-                (a, b) = (r, a);
-            } else if b == usize::MAX || partial.spread > partials[b].spread {
-                b = r;
-            }
+    for (r, partial) in partials.iter_mut().enumerate() {
+        partial.block = r as u32;
+    }
+    // The partials not yet merged away, the next to merge first, from `ranked[start]` on.
+    ranked.clear();
+    ranked.extend(0..rows as u32);
+    ranked.sort_unstable_by(|&p, &q| {
+        if merges_before(partials, p, q) {
+            std::cmp::Ordering::Less
+        } else {
+            std::cmp::Ordering::Greater
         }
+    });
+    let mut clean = true;
+    for start in 0..rows - 1 {
+        let (a, b) = (ranked[start] as usize, ranked[start + 1] as usize);
         let (pa, pb) = (partials[a], partials[b]);
-        let block = |r: usize| -> [Subset; M] {
-            <[Subset; M]>::try_from(&blocks[r * M..(r + 1) * M]).expect("a block of M")
+        let target = rows + start;
+        let (sources, merged) = subsets.split_at_mut(target * M);
+        let block = |partial: Partial| -> &[Subset; M] {
+            let first = partial.block as usize * M;
+            sources[first..first + M].try_into().expect("a block of M")
         };
-        let (sa, sb) = (block(a), block(b));
+        let (sa, sb) = (block(pa), block(pb));
         // Partial `a` heaviest first, `b` lightest first (f32-rounded loads; ties by place, but
         // reversed for a row of `b`).
         let mut heavy: [u64; M] =
@@ -461,16 +483,19 @@ fn merge_rows<const M: usize>(
         }
         // A key's index is a place in its block (`% M` only spares the bounds checks).
         let place = |key: u64| f32::key_index(key) as usize % M;
-        // Only colors that both partials hold can clash.
-        let shared = pa.colors.intersection(pb.colors);
-        if let Some(colors) = colors.filter(|_| !shared.is_empty()) {
+        // Only partials whose color sets meet, and there subsets whose masks do, can share a
+        // color.
+        if let Some(colors) = colors.filter(|_| pa.colors.meets(&pb.colors)) {
             let next = &*next;
             let clash = |x: u64, y: u64| {
-                subset_items(next, sa[place(x)].head).any(|p| {
-                    let c = colors[p as usize];
-                    shared.contains(c)
-                        && subset_items(next, sb[place(y)].head).any(|q| colors[q as usize] == c)
-                })
+                let (x, y) = (sa[place(x)], sb[place(y)]);
+                let shared = x.mask & y.mask;
+                shared != 0
+                    && subset_items(next, x.head).any(|p| {
+                        let c = colors[p as usize];
+                        shared & color_bit(c) != 0
+                            && subset_items(next, y.head).any(|q| colors[q as usize] == c)
+                    })
             };
             for i in 0..M {
                 if !clash(heavy[i], light[i]) {
@@ -484,33 +509,46 @@ fn merge_rows<const M: usize>(
                 }
             }
         }
+        let merged: &mut [Subset; M] = (&mut merged[..M]).try_into().expect("a block of M");
         let (mut high, mut low) = (f64::NEG_INFINITY, f64::INFINITY);
-        let mut merged = [Subset::default(); M];
-        for i in 0..M {
-            let (x, y) = (sa[place(heavy[i])], sb[place(light[i])]);
+        for (subset, (&h, &l)) in merged.iter_mut().zip(heavy.iter().zip(&light)) {
+            let (x, y) = (sa[place(h)], sb[place(l)]);
             next[x.tail as usize] = y.head;
             let load = x.load + y.load;
-            merged[i] = Subset {
+            *subset = Subset {
                 load,
+                mask: x.mask | y.mask,
                 head: x.head,
                 tail: y.tail,
             };
             high = if load > high { load } else { high };
             low = if load < low { load } else { low };
         }
-        blocks[a * M..(a + 1) * M].copy_from_slice(&merged);
         partials[a] = Partial {
             spread: high - low,
             colors: pa.colors.union(pb.colors),
+            block: target as u32,
             descending: false,
         };
-        partials[b].spread = f64::NEG_INFINITY;
+        // `a` back among the others after `b`'s place: those that merge before it move up one.
+        let rest = &mut ranked[start + 1..];
+        let a = a as u32;
+        let pos = (rest[1..].iter())
+            .map(|&r| usize::from(merges_before(partials, r, a)))
+            .sum::<usize>();
+        for j in 0..rest.len() {
+            rest[j] = if j < pos {
+                rest[j + 1]
+            } else if j == pos {
+                a
+            } else {
+                rest[j]
+            };
+        }
     }
-    let last = (partials.iter())
-        .position(|partial| partial.spread != f64::NEG_INFINITY)
-        .unwrap_or(0);
+    let last = partials[ranked[rows - 1] as usize].block as usize;
     let per_pack = state.per_pack;
-    for ((subset, slots), load) in (blocks[last * M..(last + 1) * M].iter())
+    for ((subset, slots), load) in (subsets[last * M..(last + 1) * M].iter())
         .zip(state.slots.chunks_exact_mut(per_pack))
         .zip(&mut state.loads)
     {
@@ -810,6 +848,147 @@ mod tests {
             if clean {
                 assert_eq!(state.duplicates(&colors, &mut Vec::new()), 0, "case {case}");
             }
+        }
+    }
+
+    /// [`merge_rows`] as first written, on plain vectors: the reference its scratch form must
+    /// match (packs, loads, return value).
+    fn merge_rows_reference(
+        weights: &[f64],
+        colors: Option<&[u32]>,
+        keys: &[u64],
+    ) -> (Vec<Vec<u32>>, Vec<f64>, bool) {
+        const M: usize = 8;
+        struct Rows {
+            spread: f64,
+            subsets: Vec<(f64, Vec<u32>)>,
+            descending: bool,
+        }
+        let mut partials: Vec<Option<Rows>> = (keys.chunks_exact(M))
+            .map(|row| {
+                let subsets: Vec<(f64, Vec<u32>)> = (row.iter())
+                    .map(|&key| {
+                        (
+                            weights[f32::key_index(key) as usize],
+                            vec![f32::key_index(key)],
+                        )
+                    })
+                    .collect();
+                Some(Rows {
+                    spread: subsets[0].0 - subsets[M - 1].0,
+                    subsets,
+                    descending: true,
+                })
+            })
+            .collect();
+        let mut clean = true;
+        for _ in 1..partials.len() {
+            let first_largest = |partials: &[Option<Rows>], skip: usize| {
+                let mut best: Option<usize> = None;
+                for (r, partial) in partials.iter().enumerate() {
+                    if let Some(partial) = partial.as_ref().filter(|_| r != skip) {
+                        if best
+                            .is_none_or(|b| partial.spread > partials[b].as_ref().unwrap().spread)
+                        {
+                            best = Some(r);
+                        }
+                    }
+                }
+                best.unwrap()
+            };
+            let a = first_largest(&partials, usize::MAX);
+            let b = first_largest(&partials, a);
+            let (pa, pb) = (partials[a].take().unwrap(), partials[b].take().unwrap());
+            let mut heavy: Vec<usize> = (0..M).collect();
+            if !pa.descending {
+                heavy.sort_by_key(|&i| (pa.subsets[i].0 as f32).descending_key(i as u32));
+            }
+            let mut light: Vec<usize> = (0..M).rev().collect();
+            if !pb.descending {
+                light.sort_by_key(|&i| (pb.subsets[i].0 as f32).ascending_key(i as u32));
+            }
+            if let Some(colors) = colors {
+                let clash = |x: usize, y: usize| {
+                    (pa.subsets[x].1.iter()).any(|&p| {
+                        (pb.subsets[y].1.iter()).any(|&q| colors[p as usize] == colors[q as usize])
+                    })
+                };
+                for i in 0..M {
+                    if clash(heavy[i], light[i]) {
+                        match (0..M).find(|&j| {
+                            j != i && !clash(heavy[i], light[j]) && !clash(heavy[j], light[i])
+                        }) {
+                            Some(j) => light.swap(i, j),
+                            None => clean = false,
+                        }
+                    }
+                }
+            }
+            let subsets: Vec<(f64, Vec<u32>)> = (heavy.iter().zip(&light))
+                .map(|(&x, &y)| {
+                    let (x, y) = (&pa.subsets[x], &pb.subsets[y]);
+                    (x.0 + y.0, [&x.1[..], &y.1[..]].concat())
+                })
+                .collect();
+            let high = subsets
+                .iter()
+                .map(|s| s.0)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let low = subsets.iter().map(|s| s.0).fold(f64::INFINITY, f64::min);
+            partials[a] = Some(Rows {
+                spread: high - low,
+                subsets,
+                descending: false,
+            });
+        }
+        let last = partials.into_iter().flatten().next().unwrap();
+        let loads = last.subsets.iter().map(|s| s.0).collect();
+        let packs = last.subsets.into_iter().map(|s| s.1).collect();
+        (packs, loads, clean && colors.is_some())
+    }
+
+    #[test]
+    fn merged_rows_match_the_reference() {
+        // Ties of weights and spreads (small integers), replica runs, colors that share color-set
+        // bits (above 256) or mask bits (multiples of 64), with and without colors.
+        let mut rng = crate::test_rng::XorShift(0x9e37_79b9_7f4a_7c15);
+        let (mut scratch, mut state) = (RoundsScratch::default(), PackState::default());
+        for case in 0..3000 {
+            let rows = 1 + case % 13;
+            let n = 8 * rows;
+            let mut runs = Vec::new();
+            let mut len = 0;
+            while len < n {
+                let count = (1 + rng.next_u64() % 9).min((n - len) as u64) as usize;
+                let weight = match case % 3 {
+                    0 => (1 + rng.next_u64() % 6) as f64,
+                    1 => (1 + rng.next_u64() % 50) as f64 / 7.0,
+                    _ => rng.next_f64() * 100.0,
+                };
+                runs.push((weight, count));
+                len += count;
+            }
+            let (mut weights, mut colors) = replicas(&runs);
+            if case % 5 == 0 {
+                // Not grouped: runs of a color scattered, weights shuffled.
+                for i in (1..n).rev() {
+                    weights.swap(i, rng.next_u64() as usize % (i + 1));
+                    colors.swap(i, rng.next_u64() as usize % (i + 1));
+                }
+            }
+            let factor = [1, 64, 256, 257, 1 << 20][case % 5] as u32;
+            colors.iter_mut().for_each(|c| *c = c.wrapping_mul(factor));
+            let colors = (case % 7 != 0).then_some(&colors[..]);
+            let clean = greedy_rounds(&weights, colors, 8, &mut scratch, &mut state);
+            let mut keys = Vec::new();
+            sort_rounded_descending(&weights, &mut keys);
+            let (packs, loads, reference_clean) = merge_rows_reference(&weights, colors, &keys);
+            for (p, pack) in packs.iter().enumerate() {
+                assert_eq!(state.items(p), &pack[..], "case {case}, pack {p}");
+            }
+            let bits = |loads: &[f64]| loads.iter().map(|l| l.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&state.loads), bits(&loads), "case {case}");
+            assert_eq!(clean, reference_clean, "case {case}");
         }
     }
 
