@@ -5,7 +5,9 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::state::PackState;
-use super::weight::{Weight, sort_descending, sort_reversed, sort_rounded_descending, sort_small};
+use super::weight::{
+    Weight, larger, smaller, sort_descending, sort_reversed, sort_rounded_descending, sort_small,
+};
 
 /// Reusable buffers of [`greedy_pack`].
 #[derive(Debug, Default)]
@@ -384,6 +386,21 @@ fn subset_items(next: &[u32], head: u32) -> impl Iterator<Item = u32> + '_ {
     })
 }
 
+/// The largest minus the smallest of `P` loads (`P` a power of two), by halving.
+fn spread_of<const P: usize>(loads: &[f64; P]) -> f64 {
+    const { assert!(P.is_power_of_two()) };
+    let (mut high, mut low) = (*loads, *loads);
+    let mut width = P;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            high[i] = larger(high[i], high[i + width]);
+            low[i] = smaller(low[i], low[i + width]);
+        }
+    }
+    high[0] - low[0]
+}
+
 /// Whether partial `p` merges before partial `q`: larger spread, the first one on ties.
 fn merges_before(partials: &[Partial], p: u32, q: u32) -> bool {
     let (sp, sq) = (partials[p as usize].spread, partials[q as usize].spread);
@@ -396,7 +413,7 @@ fn merges_before(partials: &[Partial], p: u32, q: u32) -> bool {
 /// of one with the lightest of the other, until one is left: its subsets are the packs, each with
 /// one item of every row. With `colors`, a subset pair sharing a color trades partners with another
 /// pair where that clears both; returns `false` when a clash may remain (or without `colors`).
-/// Precondition: `M > 0` divides `weights.len()`.
+/// Precondition: `M`, a power of two, divides `weights.len()`.
 fn merge_rows<const M: usize>(
     weights: &[f64],
     colors: Option<&[u32]>,
@@ -510,41 +527,36 @@ fn merge_rows<const M: usize>(
             }
         }
         let merged: &mut [Subset; M] = (&mut merged[..M]).try_into().expect("a block of M");
-        let (mut high, mut low) = (f64::NEG_INFINITY, f64::INFINITY);
-        for (subset, (&h, &l)) in merged.iter_mut().zip(heavy.iter().zip(&light)) {
+        let mut loads = [0.0; M];
+        for ((subset, load), (&h, &l)) in
+            (merged.iter_mut().zip(&mut loads)).zip(heavy.iter().zip(&light))
+        {
             let (x, y) = (sa[place(h)], sb[place(l)]);
             next[x.tail as usize] = y.head;
-            let load = x.load + y.load;
+            *load = x.load + y.load;
             *subset = Subset {
-                load,
+                load: *load,
                 mask: x.mask | y.mask,
                 head: x.head,
                 tail: y.tail,
             };
-            high = if load > high { load } else { high };
-            low = if load < low { load } else { low };
         }
         partials[a] = Partial {
-            spread: high - low,
+            spread: spread_of(&loads),
             colors: pa.colors.union(pb.colors),
             block: target as u32,
             descending: false,
         };
-        // `a` back among the others after `b`'s place: those that merge before it move up one.
+        // `a` back among the others after `b`'s place: those that merge before it move up one (a
+        // loop, not a branch-free count: predicted, it lets the next merge start early).
         let rest = &mut ranked[start + 1..];
         let a = a as u32;
-        let pos = (rest[1..].iter())
-            .map(|&r| usize::from(merges_before(partials, r, a)))
-            .sum::<usize>();
-        for j in 0..rest.len() {
-            rest[j] = if j < pos {
-                rest[j + 1]
-            } else if j == pos {
-                a
-            } else {
-                rest[j]
-            };
+        let mut j = 0;
+        while j + 1 < rest.len() && merges_before(partials, rest[j + 1], a) {
+            rest[j] = rest[j + 1];
+            j += 1;
         }
+        rest[j] = a;
     }
     let last = partials[ranked[rows - 1] as usize].block as usize;
     let per_pack = state.per_pack;
