@@ -484,28 +484,31 @@ fn merge_rows<const M: usize>(
             sources[first..first + M].try_into().expect("a block of M")
         };
         let (sa, sb) = (block(pa), block(pb));
-        // Partial `a` heaviest first, `b` lightest first (f32-rounded loads; ties by place, but
-        // reversed for a row of `b`).
-        let mut heavy: [u64; M] =
-            std::array::from_fn(|i| (sa[i].load as f32).descending_key(i as u32));
-        let mut light: [u64; M] =
-            std::array::from_fn(|i| (sb[i].load as f32).ascending_key(i as u32));
-        if !pa.descending {
-            sort_small(&mut heavy);
-        }
-        if pb.descending {
-            light.reverse();
-        } else {
-            sort_small(&mut light);
-        }
-        // A key's index is a place in its block (`% M` only spares the bounds checks).
+        // A key's index is a place in its block (`% M`, here and where places index a block,
+        // only spares the bounds checks).
         let place = |key: u64| f32::key_index(key) as usize % M;
+        // The places of partial `a` heaviest first, of `b` lightest first (f32-rounded loads,
+        // ties by place; a row is heaviest first already, and reversed for `b`).
+        let heavy: [usize; M] = if pa.descending {
+            std::array::from_fn(|i| i)
+        } else {
+            let mut keys = std::array::from_fn(|i| (sa[i].load as f32).descending_key(i as u32));
+            sort_small(&mut keys);
+            keys.map(place)
+        };
+        let mut light: [usize; M] = if pb.descending {
+            std::array::from_fn(|i| M - 1 - i)
+        } else {
+            let mut keys = std::array::from_fn(|i| (sb[i].load as f32).ascending_key(i as u32));
+            sort_small(&mut keys);
+            keys.map(place)
+        };
         // Only partials whose color sets meet, and there subsets whose masks do, can share a
         // color.
         if let Some(colors) = colors.filter(|_| pa.colors.meets(&pb.colors)) {
             let next = &*next;
-            let clash = |x: u64, y: u64| {
-                let (x, y) = (sa[place(x)], sb[place(y)]);
+            let clash = |x: usize, y: usize| {
+                let (x, y) = (sa[x % M], sb[y % M]);
                 let shared = x.mask & y.mask;
                 shared != 0
                     && subset_items(next, x.head).any(|p| {
@@ -531,7 +534,7 @@ fn merge_rows<const M: usize>(
         for ((subset, load), (&h, &l)) in
             (merged.iter_mut().zip(&mut loads)).zip(heavy.iter().zip(&light))
         {
-            let (x, y) = (sa[place(h)], sb[place(l)]);
+            let (x, y) = (sa[h % M], sb[l % M]);
             next[x.tail as usize] = y.head;
             *load = x.load + y.load;
             *subset = Subset {
