@@ -44,6 +44,7 @@ use crate::packing::local_search::{
 use crate::packing::weight::{Weight, larger};
 use crate::packing::{PackState, Packer, Start};
 use crate::shape::{Policy, Shape};
+use std::cell::OnceCell;
 
 use super::refined::LOAD_TOLERANCE;
 
@@ -526,8 +527,13 @@ struct Search<'a> {
     layer: &'a Layer,
     receivers: &'a [Receiver],
     per_gpu: PerGpu,
+    a: usize,
+    /// The two largest replicas of `a` of distinct experts ([`Layer::top_replicas`]), found when
+    /// first needed.
+    top: OnceCell<[(f64, u32); 2]>,
     load_a: f64,
     fill_a: f64,
+    /// The node's largest replica (`node_maxrep`: never below any replica of the node).
     maxrep_a: f64,
     est_a: f64,
     /// Both nodes of a move must end below this.
@@ -540,12 +546,28 @@ struct Search<'a> {
 }
 
 impl Search<'_> {
+    /// The largest replica of `a` of an expert other than `skip` (0 without one).
+    fn largest_without(&self, skip: u32) -> f64 {
+        self.top
+            .get_or_init(|| self.layer.top_replicas(self.a))
+            .iter()
+            .find(|&&(_, x)| x != skip)
+            .map_or(0.0, |&(v, _)| v)
+    }
+
     /// Keeps in `best` the better of it and move `m` to the best receiver: `leaving` is the load
-    /// leaving `a`, `carried` the load of the new foreign replica, `a_maxrep` the largest replica
-    /// left on `a`. Inlined: it runs for most members of `a`.
+    /// leaving `a`, `carried` the load of the new foreign replica; the largest replica left on `a`
+    /// is the largest of an expert other than `skip`, or `grown`. Inlined: it runs for most
+    /// members of `a`.
     #[inline(always)]
-    fn consider(&self, best: &mut Best, m: Move, leaving: f64, carried: f64, a_maxrep: f64) {
-        if carried >= self.refused {
+    fn consider(
+        &self,
+        best: &mut Best,
+        m: Move,
+        (leaving, carried): (f64, f64),
+        (skip, grown): (u32, f64),
+    ) {
+        if carried >= self.refused || m.shed > self.left {
             return;
         }
         let layer = self.layer;
@@ -553,11 +575,19 @@ impl Search<'_> {
         // may need several of its largest experts split before it gets lower: adding a
         // replica to one of them counts when it keeps the estimate and lowers the load.
         let plateau = m.kind == Kind::Add && layer.rep[m.expert as usize] >= self.maxrep_a;
-        let a_peak = a_maxrep + self.fill_a;
-        if m.shed > self.left || (a_peak >= self.limit && !plateau) {
-            return;
-        }
-        let est_a_new = larger(self.per_gpu.of(self.load_a - leaving), a_peak);
+        let spread = self.per_gpu.of(self.load_a - leaving);
+        // The largest replica left on `a` is at most its largest now or `grown`: when that is
+        // not above the spread load, the estimate is the spread load (and a peak at the limit
+        // would put it there too).
+        let est_a_new = if self.maxrep_a.max(grown) + self.fill_a <= spread {
+            spread
+        } else {
+            let a_peak = self.largest_without(skip).max(grown) + self.fill_a;
+            if a_peak >= self.limit && !plateau {
+                return;
+            }
+            larger(spread, a_peak)
+        };
         if est_a_new >= self.limit && !(plateau && est_a_new <= self.est_a) {
             return;
         }
@@ -1069,60 +1099,28 @@ impl Layer {
         if !self.sorted[a] {
             self.sort_members(a);
         }
-        // The three largest replicas of `a` (distinct experts), and the two heaviest replicas of
-        // experts that could take a freed slot of `a` (all replicas at home, fewer than `q`).
-        let mut top = [(0.0f64, u32::MAX); 3];
-        let mut takers = [(0.0f64, u32::MAX); 2];
-        for &x in self.members_of(a) {
-            // Members come heaviest first on f32-rounded loads (rounding keeps the order), and a
-            // replica is at most its expert's load: once a load rounds below both lists' last
-            // entries, no later replica enters either.
-            let w = self.loads[x as usize];
-            if (w as f32) < (top[2].0.min(takers[1].0) as f32) {
-                break;
-            }
-            let v = self.rep(x);
-            insert_top(&mut top, v, x);
-            let (c, h) = (self.cnt[x as usize], self.home_cnt[x as usize]);
-            if c == h && (c as usize) < self.q {
-                insert_top(&mut takers, v, x);
-            }
-        }
+        // The heaviest taker ([`Layer::taker`]) with its replicas' load once it takes a slot, and
+        // for that taker itself the next one, each found when first needed (a foreign expert is
+        // no taker of `a`).
+        let taker = |skip: u32| {
+            let z = self.taker(a, skip).1;
+            (z != u32::MAX).then(|| {
+                (
+                    z,
+                    self.loads[z as usize] / f64::from(self.cnt[z as usize] + 1),
+                )
+            })
+        };
+        let (mut first_taker, mut next_taker) = (None, None);
         let foreign_here = self.foreign[a] > 0;
-        if foreign_here {
-            for &x in self.node_slots(a) {
-                if self.home(x) != a && !top.iter().any(|&(_, t)| t == x) {
-                    insert_top(&mut top, self.rep(x), x);
-                }
-            }
-        }
-        let largest_without = |skip: u32| {
-            top.iter()
-                .find(|&&(_, x)| x != skip)
-                .map_or(0.0, |&(v, _)| v)
-        };
-        // Each taker with the largest replica left on `a` once it takes a freed slot.
-        let takers = takers.map(|(_, z)| {
-            let peak = if z == u32::MAX {
-                0.0
-            } else {
-                let grown = self.loads[z as usize] / f64::from(self.cnt[z as usize] + 1);
-                largest_without(z).max(grown)
-            };
-            (z, peak)
-        });
-        let taker_for = |x: u32| {
-            takers
-                .iter()
-                .find(|&&(z, _)| z != x && z != u32::MAX)
-                .copied()
-        };
         let (load_a, fill_a) = (self.node_load[a], self.node_fill[a]);
         let mut best = None;
         let maxrep_a = self.node_maxrep[a];
         let search = Search {
             layer: self,
             receivers: &receivers,
+            a,
+            top: OnceCell::new(),
             refused: receivers
                 .iter()
                 .map(|rc| rc.refuses_from(limit, per_gpu))
@@ -1163,20 +1161,23 @@ impl Layer {
                 taker: u32::MAX,
                 shed: w * h / (c * (c + 1.0)),
             };
-            let rest = largest_without(x).max(added);
-            search.consider(&mut best, base, base.shed, added, rest);
+            search.consider(&mut best, base, (base.shed, added), (x, added));
             // One home replica of `x` moves abroad; its slot goes to another expert of `a`.
-            if hi >= 2 {
-                if let Some((z, peak)) = taker_for(x) {
-                    // `rep` is `w / c`.
-                    let moved = self.rep(x);
+            // `rep` is `w / c`.
+            let moved = self.rep(x);
+            if hi >= 2 && moved < search.refused {
+                let taker_for_x = match *first_taker.get_or_insert_with(|| taker(u32::MAX)) {
+                    Some((z, _)) if z == x => *next_taker.get_or_insert_with(|| taker(x)),
+                    first => first,
+                };
+                if let Some((z, grown)) = taker_for_x {
                     let m = Move {
                         kind: Kind::Relocate,
                         taker: z,
                         shed: moved,
                         ..base
                     };
-                    search.consider(&mut best, m, moved, moved, peak);
+                    search.consider(&mut best, m, (moved, moved), (z, grown));
                 }
             }
         }
@@ -1188,8 +1189,11 @@ impl Layer {
                 if self.home(x) == a || node_slots[..i].contains(&x) {
                     continue;
                 }
-                if let Some((z, peak)) = taker_for(x) {
-                    let carried = self.rep(x);
+                let carried = self.rep(x);
+                if carried >= search.refused {
+                    continue;
+                }
+                if let Some((z, grown)) = *first_taker.get_or_insert_with(|| taker(u32::MAX)) {
                     let m = Move {
                         kind: Kind::Forward,
                         expert: x,
@@ -1198,12 +1202,61 @@ impl Layer {
                         taker: z,
                         shed: 0.0,
                     };
-                    search.consider(&mut best, m, carried, carried, peak);
+                    search.consider(&mut best, m, (carried, carried), (z, grown));
                 }
             }
         }
         self.receivers = receivers;
         best.map(|(_, m)| m)
+    }
+
+    /// Whether home expert `x` can take a freed slot of its node: all its replicas at home, fewer
+    /// than `q` of them.
+    fn can_take(&self, x: u32) -> bool {
+        let (c, h) = (self.cnt[x as usize], self.home_cnt[x as usize]);
+        c == h && (c as usize) < self.q
+    }
+
+    /// The heaviest replica of a home expert of `a` other than `skip` that can take a freed slot
+    /// ([`Layer::can_take`]), and its expert: the first member (heaviest first) of the largest
+    /// such replica load, or `(0, u32::MAX)` when none is positive. Needs `a`'s members sorted.
+    fn taker(&self, a: usize, skip: u32) -> (f64, u32) {
+        let mut taker = (0.0f64, u32::MAX);
+        for &x in self.members_of(a) {
+            // Members come heaviest first on f32-rounded loads (rounding keeps the order), and a
+            // replica is at most its expert's load: once a load rounds below the taker's, no
+            // later replica is heavier.
+            if (self.loads[x as usize] as f32) < (taker.0 as f32) {
+                break;
+            }
+            let v = self.rep(x);
+            if v > taker.0 && x != skip && self.can_take(x) {
+                taker = (v, x);
+            }
+        }
+        taker
+    }
+
+    /// The two largest replicas of `a` of distinct experts (enough for the largest without any
+    /// one expert), descending, the first in member then slot order among equal ones; `(0,
+    /// u32::MAX)` for a missing one. Needs `a`'s members sorted.
+    fn top_replicas(&self, a: usize) -> [(f64, u32); 2] {
+        let mut top = [(0.0f64, u32::MAX); 2];
+        for &x in self.members_of(a) {
+            // As in `Layer::taker`.
+            if (self.loads[x as usize] as f32) < (top[1].0 as f32) {
+                break;
+            }
+            insert_top(&mut top, self.rep(x), x);
+        }
+        if self.foreign[a] > 0 {
+            for &x in self.node_slots(a) {
+                if self.home(x) != a && !top.iter().any(|&(_, t)| t == x) {
+                    insert_top(&mut top, self.rep(x), x);
+                }
+            }
+        }
+        top
     }
 
     /// Applies a move: the receiver's victim gives its slot to a replica of the expert; with a
