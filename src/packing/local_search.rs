@@ -550,9 +550,11 @@ fn best_single_swap(
             } else {
                 low + d
             };
-            let helps = (p != h) & (d > 0.0) & (d < high - low) & (new_max < best_max);
+            // `new_max < best_max` implies `p != h`, `d > 0` and `d < high - low` (else one of
+            // `high - d` and `low + d` is at least `high`, up to a rounding far below
+            // `high - best_max`): one test.
             i += 1;
-            if !helps {
+            if new_max >= best_max {
                 continue;
             }
             let pb = scratch.position[scratch.by_weight[i - 1] as usize] as usize;
@@ -794,6 +796,104 @@ mod tests {
             }
         }
         assert!(seen.iter().all(|&s| s));
+    }
+
+    /// [`best_single_swap`] as first written: each window walked down and up, every condition
+    /// of a helping swap checked.
+    fn best_single_swap_walking(
+        state: &PackState,
+        weights: &[f64],
+        colors: Option<&[u32]>,
+        round: Round,
+        threshold: f64,
+        scratch: &SearchScratch,
+    ) -> Option<Exchange> {
+        let k = state.per_pack;
+        let Round {
+            heaviest: h,
+            high,
+            floor,
+            lightest,
+        } = round;
+        let sorted = &scratch.sorted_weights;
+        let mut best: Option<Exchange> = None;
+        let mut best_max = threshold;
+        for pa in h * k..(h + 1) * k {
+            let a = state.slots[pa] as usize;
+            let wa = weights[a];
+            let lower = wa - (best_max - lightest);
+            let mut i = scratch.rank[a] as usize;
+            while i > 0 && sorted[i - 1] > lower {
+                i -= 1;
+            }
+            while i < sorted.len() && sorted[i] < wa - (high - best_max) {
+                let p = scratch.pack_by_rank[i] as usize;
+                let low = state.loads[p];
+                let d = wa - sorted[i];
+                let new_max = (high - d).max(low + d);
+                let helps = (p != h) & (d > 0.0) & (d < high - low) & (new_max < best_max);
+                i += 1;
+                if !helps {
+                    continue;
+                }
+                let pb = scratch.position[scratch.by_weight[i - 1] as usize] as usize;
+                if colors_allow(state, colors, &scratch.color_masks, (pa, h), (pb, p)) {
+                    best_max = new_max;
+                    best = Some(Exchange {
+                        new_max,
+                        first: (pa, pb),
+                        second: None,
+                    });
+                    if best_max <= floor {
+                        return best;
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn single_swaps_match_the_walking_search() {
+        let mut rng = crate::test_rng::XorShift(0x2545_f491_4f6c_dd1d);
+        let mut scratch = SearchScratch::default();
+        let key = |e: Option<Exchange>| e.map(|e| (e.new_max.to_bits(), e.first, e.second));
+        let mut compared = 0;
+        for case in 0..600 {
+            let (packs, per_pack) = (2 + case % 9, 1 + case % 11);
+            let n = packs * per_pack;
+            // Small integers (many ties), or weights over a wide range.
+            let weights: Vec<f64> = (0..n)
+                .map(|_| match case % 3 {
+                    0 => (rng.next_u64() % 6) as f64,
+                    _ => (5.0 * rng.next_f64()).exp(),
+                })
+                .collect();
+            let colors: Vec<u32> = (0..n)
+                .map(|_| (rng.next_u64() % (n as u64 / 2 + 1)) as u32)
+                .collect();
+            let colored = (case % 2 == 0).then_some(colors.as_slice());
+            let pack_of: Vec<u32> = (0..n).map(|i| (i % packs) as u32).collect();
+            let mut state = PackState::default();
+            state.assign_from(&pack_of, &weights, packs);
+            scratch.index(&state, &weights, colored, &[]);
+            for _ in 0..4 * n {
+                let round = Round::of(&state.loads);
+                if round.high <= 0.0 {
+                    break;
+                }
+                let threshold = round.high - round.high * MIN_GAIN;
+                let found = best_single_swap(&state, &weights, colored, round, threshold, &scratch);
+                let walked =
+                    best_single_swap_walking(&state, &weights, colored, round, threshold, &scratch);
+                assert_eq!(key(found), key(walked), "case {case}");
+                compared += 1;
+                let Some(exchange) = found else { break };
+                let (a, b) = exchange.first;
+                scratch.swap(&mut state, a, b, &weights, colored);
+            }
+        }
+        assert!(compared > 5000, "{compared}");
     }
 
     #[test]
