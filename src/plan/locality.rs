@@ -716,22 +716,28 @@ impl Layer {
         let (n, s) = (self.n, self.s);
         let group_size = counts.len() / group_node.len().max(1);
         self.slots.clear();
+        self.slots.resize(n * s, 0);
+        let slots = &mut self.slots[..];
+        let mut slot = 0;
         for node in 0..n {
+            let end = (node + 1) * s;
             for (group, _) in (group_node.iter().enumerate()).filter(|&(_, &h)| h as usize == node)
             {
                 let first = group * group_size;
                 for (x, &c) in (first as u32..).zip(&counts[first..first + group_size]) {
-                    if c == 0 {
+                    let c = c as usize;
+                    if c == 0 || slot + c > end {
                         return None;
                     }
-                    // One replica (most experts) by a push.
-                    self.slots.push(x);
-                    if c > 1 {
-                        self.slots.extend(std::iter::repeat_n(x, c as usize - 1));
+                    // One replica (most experts) by one store.
+                    slots[slot] = x;
+                    for extra in &mut slots[slot + 1..slot + c] {
+                        *extra = x;
                     }
+                    slot += c;
                 }
             }
-            if self.slots.len() != (node + 1) * s {
+            if slot != end {
                 return None;
             }
         }
@@ -739,9 +745,14 @@ impl Layer {
         self.cnt.extend_from_slice(counts);
         self.start_counts();
         // Every replica is on its expert's home node.
-        for (x, &c) in counts.iter().enumerate() {
-            self.home_cnt[x] = c;
-            self.on_node[x * n + self.home_of[x] as usize] = c as u16;
+        self.home_cnt.copy_from_slice(counts);
+        for ((on_node, &home), &c) in self
+            .on_node
+            .chunks_exact_mut(n)
+            .zip(&self.home_of)
+            .zip(counts)
+        {
+            on_node[home as usize] = c as u16;
         }
         self.refresh_all();
         Some(0.0)
