@@ -214,7 +214,9 @@ pub(crate) fn spend_budget(
     );
     let row_ok = match baseline {
         Baseline::StrictPlan => phy2log.iter().all(|&x| x >= 0 && (x as usize) < e),
-        Baseline::StrictCounts { members, counts } => members.len() == e && counts.len() == e,
+        Baseline::StrictCounts { members, counts } => {
+            members.len() == e && counts.len() == e && !counts.contains(&0)
+        }
     };
     if !budget_applies(shape, options)
         || loads.len() != e
@@ -710,13 +712,16 @@ impl Layer {
 
     /// Starts over from strict replica counts ([`Baseline::StrictCounts`]): each node's slots
     /// hold its home experts' replicas, groups in ascending id order (`group_node` gives their
-    /// homes), `counts[x]` replicas of expert `x`. Returns the load outside home nodes (none), or
-    /// `None` when an expert has no replica or a node's counts do not fill exactly its slots.
+    /// homes), `counts[x] > 0` replicas of expert `x`. Returns the load outside home nodes (none),
+    /// or `None` when a node's counts do not fill exactly its slots.
     fn reset_to_counts(&mut self, counts: &[u32], group_node: &[i64]) -> Option<f64> {
         let (n, s) = (self.n, self.s);
         let group_size = counts.len() / group_node.len().max(1);
+        // Each expert's first slot first, then the others copy the slot before them (most experts
+        // have one replica: no branch per expert).
+        const UNSET: u32 = u32::MAX;
         self.slots.clear();
-        self.slots.resize(n * s, 0);
+        self.slots.resize(n * s, UNSET);
         let slots = &mut self.slots[..];
         let mut slot = 0;
         for node in 0..n {
@@ -725,21 +730,21 @@ impl Layer {
             {
                 let first = group * group_size;
                 for (x, &c) in (first as u32..).zip(&counts[first..first + group_size]) {
-                    let c = c as usize;
-                    if c == 0 || slot + c > end {
+                    if slot >= end {
                         return None;
                     }
-                    // One replica (most experts) by one store.
                     slots[slot] = x;
-                    for extra in &mut slots[slot + 1..slot + c] {
-                        *extra = x;
-                    }
-                    slot += c;
+                    slot += c as usize;
                 }
             }
             if slot != end {
                 return None;
             }
+        }
+        let mut last = UNSET;
+        for x in slots.iter_mut() {
+            last = if *x == UNSET { last } else { *x };
+            *x = last;
         }
         self.cnt.clear();
         self.cnt.extend_from_slice(counts);
@@ -1496,6 +1501,55 @@ mod tests {
     fn load(rng: &mut XorShift) -> f64 {
         const SCALES: [f64; 7] = [0.0, 1e-310, 1e-3, 1.0, 37.0, 1e4, 3e7];
         rng.next_f64() * SCALES[(rng.next_u64() % 7) as usize]
+    }
+
+    #[test]
+    fn strict_counts_fill_each_node_in_group_order() {
+        // 16 experts in 4 groups of 4, 2 nodes of 2 GPUs with 12 slots each.
+        let shape = Shape::new(1, 16, 24, 4, 2, 4).unwrap();
+        let mut rng = XorShift(0x0123_4567_89ab_cdef);
+        let mut layer = Layer::default();
+        for _ in 0..500 {
+            let mut group_node = vec![0i64, 0, 1, 1];
+            for i in (1..4).rev() {
+                group_node.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+            }
+            let home = |x: usize| group_node[x / 4] as usize;
+            // One replica each, and each node's 4 redundant slots to random home experts.
+            let mut counts = vec![1u32; 16];
+            for node in 0..2 {
+                let experts: Vec<usize> = (0..16).filter(|&x| home(x) == node).collect();
+                for _ in 0..4 {
+                    counts[experts[(rng.next_u64() % 8) as usize]] += 1;
+                }
+            }
+            let loads: Vec<f64> = (0..16).map(|_| load(&mut rng)).collect();
+            layer.prepare(&loads, &shape, &group_node, None);
+            assert_eq!(layer.reset_to_counts(&counts, &group_node), Some(0.0));
+            for node in 0..2 {
+                let expected: Vec<u32> = (0..16u32)
+                    .filter(|&x| home(x as usize) == node)
+                    .flat_map(|x| std::iter::repeat_n(x, counts[x as usize] as usize))
+                    .collect();
+                assert_eq!(layer.node_slots(node), expected, "{group_node:?} {counts:?}");
+            }
+            assert_eq!(layer.home_cnt, counts);
+            for x in 0..16 {
+                for node in 0..2 {
+                    let on = if node == home(x) { counts[x] } else { 0 };
+                    assert_eq!(layer.count_on(x as u32, node), on as usize);
+                }
+            }
+            // One replica too many on a node, or one moved to the other node: refused.
+            let x = (rng.next_u64() % 16) as usize;
+            let mut more = counts.clone();
+            more[x] += 1;
+            assert_eq!(layer.reset_to_counts(&more, &group_node), None);
+            if let Some(y) = (0..16).find(|&y| home(y) != home(x) && counts[y] > 1) {
+                more[y] -= 1;
+                assert_eq!(layer.reset_to_counts(&more, &group_node), None);
+            }
+        }
     }
 
     #[test]
