@@ -1534,9 +1534,9 @@ mod tests {
                 assert_eq!(layer.node_slots(node), expected, "{group_node:?} {counts:?}");
             }
             assert_eq!(layer.home_cnt, counts);
-            for x in 0..16 {
+            for (x, &c) in counts.iter().enumerate() {
                 for node in 0..2 {
-                    let on = if node == home(x) { counts[x] } else { 0 };
+                    let on = if node == home(x) { c } else { 0 };
                     assert_eq!(layer.count_on(x as u32, node), on as usize);
                 }
             }
