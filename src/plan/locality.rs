@@ -1607,4 +1607,235 @@ mod tests {
             assert!(from - least <= tolerance, "{from} {least}");
         }
     }
+
+    /// Keeps `top` as the largest `(value, expert)` pairs, descending (as `best_move` did).
+    fn reference_insert(top: &mut [(f64, u32)], value: f64, expert: u32) {
+        let mut i = top.len();
+        while i > 0 && value > top[i - 1].0 {
+            if i < top.len() {
+                top[i] = top[i - 1];
+            }
+            i -= 1;
+        }
+        if i < top.len() {
+            top[i] = (value, expert);
+        }
+    }
+
+    /// [`Layer::best_move`] without its shortcuts: every member scanned for the three largest
+    /// replicas and the two heaviest takers, every receiver kept, every candidate's figures
+    /// computed (by division), no candidate skipped before its checks.
+    fn reference_best_move(
+        layer: &mut Layer,
+        a: usize,
+        est_a: f64,
+        target: f64,
+        left: f64,
+    ) -> Option<Move> {
+        if !layer.sorted[a] {
+            layer.sort_members(a);
+        }
+        let layer = &*layer;
+        let q = layer.q as f64;
+        let mut top = [(0.0f64, u32::MAX); 3];
+        let mut takers = [(0.0f64, u32::MAX); 2];
+        for &x in layer.members_of(a) {
+            let v = layer.rep(x);
+            reference_insert(&mut top, v, x);
+            let (c, h) = (layer.cnt[x as usize], layer.home_cnt[x as usize]);
+            if c == h && (c as usize) < layer.q {
+                reference_insert(&mut takers, v, x);
+            }
+        }
+        for &x in layer.node_slots(a) {
+            if layer.home(x) != a && !top.iter().any(|&(_, t)| t == x) {
+                reference_insert(&mut top, layer.rep(x), x);
+            }
+        }
+        let receivers: Vec<Receiver> = (0..layer.n)
+            .filter(|&b| b != a && !layer.exporter[b])
+            .filter_map(|b| {
+                layer.victim[b].map(|(_, grown)| Receiver {
+                    node: b,
+                    load: layer.node_load[b],
+                    peak: layer.node_maxrep[b].max(grown),
+                    fill: layer.node_fill[b],
+                })
+            })
+            .collect();
+        let largest_without = |skip: u32| {
+            top.iter()
+                .find(|&&(_, x)| x != skip)
+                .map_or(0.0, |&(v, _)| v)
+        };
+        let taker_for = |x: u32| {
+            takers
+                .iter()
+                .find(|&&(_, z)| z != x && z != u32::MAX)
+                .map(|&(_, z)| z)
+        };
+        let (load_a, fill_a, maxrep_a) =
+            (layer.node_load[a], layer.node_fill[a], layer.node_maxrep[a]);
+        let limit = est_a * (1.0 - MIN_GAIN);
+        let consider = |best: &mut Best, m: Move, leaving: f64, carried: f64, a_maxrep: f64| {
+            let plateau = m.kind == Kind::Add && layer.rep(m.expert) >= maxrep_a;
+            let a_peak = a_maxrep + fill_a;
+            if m.shed > left || (a_peak >= limit && !plateau) {
+                return;
+            }
+            let est_a_new = larger((load_a - leaving) / q, a_peak);
+            if est_a_new >= limit && !(plateau && est_a_new <= est_a) {
+                return;
+            }
+            let spread = layer.cnt[m.expert as usize] != layer.home_cnt[m.expert as usize];
+            for rc in &receivers {
+                if (m.kind == Kind::Forward && rc.node == layer.home(m.expert))
+                    || (spread && layer.count_on(m.expert, rc.node) >= layer.q)
+                {
+                    continue;
+                }
+                let est_b_new = larger((rc.load + carried) / q, larger(rc.peak, carried) + rc.fill);
+                if est_b_new >= limit {
+                    continue;
+                }
+                let key = (
+                    larger(larger(est_a_new, est_b_new), target),
+                    m.shed,
+                    est_b_new,
+                );
+                if best.as_ref().is_none_or(|(k0, _)| key < *k0) {
+                    *best = Some((key, Move { to: rc.node, ..m }));
+                }
+            }
+        };
+        let mut best = None;
+        for &x in layer.members_of(a) {
+            let w = layer.loads[x as usize];
+            if w <= 0.0 {
+                break;
+            }
+            if let Some(((key, _, _), _)) = best {
+                if larger((load_a - 0.5 * w) / q, target) > key {
+                    break;
+                }
+            }
+            let (ci, hi) = (layer.cnt[x as usize], layer.home_cnt[x as usize]);
+            let (c, h) = (f64::from(ci), f64::from(hi));
+            let base = Move {
+                kind: Kind::Add,
+                expert: x,
+                from: a,
+                to: a,
+                taker: u32::MAX,
+                shed: w * h / (c * (c + 1.0)),
+            };
+            let rest = largest_without(x).max(w / (c + 1.0));
+            consider(&mut best, base, base.shed, w / (c + 1.0), rest);
+            if hi >= 2 {
+                if let Some(z) = taker_for(x) {
+                    let grown = layer.loads[z as usize] / f64::from(layer.cnt[z as usize] + 1);
+                    let m = Move {
+                        kind: Kind::Relocate,
+                        taker: z,
+                        shed: w / c,
+                        ..base
+                    };
+                    consider(&mut best, m, w / c, w / c, largest_without(z).max(grown));
+                }
+            }
+        }
+        let node_slots = layer.node_slots(a);
+        for (i, &x) in node_slots.iter().enumerate() {
+            if layer.home(x) == a || node_slots[..i].contains(&x) {
+                continue;
+            }
+            if let Some(z) = taker_for(x) {
+                let grown = layer.loads[z as usize] / f64::from(layer.cnt[z as usize] + 1);
+                let carried = layer.rep(x);
+                let m = Move {
+                    kind: Kind::Forward,
+                    expert: x,
+                    from: a,
+                    to: a,
+                    taker: z,
+                    shed: 0.0,
+                };
+                consider(
+                    &mut best,
+                    m,
+                    carried,
+                    carried,
+                    largest_without(z).max(grown),
+                );
+            }
+        }
+        best.map(|(_, m)| m)
+    }
+
+    /// The fields of a move, its load as bits.
+    fn fields(m: Option<Move>) -> Option<(Kind, u32, usize, usize, u32, u64)> {
+        m.map(|m| (m.kind, m.expert, m.from, m.to, m.taker, m.shed.to_bits()))
+    }
+
+    #[test]
+    fn moves_are_those_of_the_unpruned_search() {
+        let mut rng = XorShift(0x5851_f42d_4c95_7f2d);
+        let (mut moves, mut peaked, mut forwarded) = (0, 0, 0);
+        for case in 0..1000 {
+            let n = 2 + (rng.next_u64() % 3) as usize;
+            let q = 1 + (rng.next_u64() % 8) as usize;
+            let groups = n * (1 + (rng.next_u64() % 2) as usize);
+            let e = groups * (1 + (rng.next_u64() % 6) as usize);
+            let k = e.div_ceil(n * q) + 1 + (rng.next_u64() % 3) as usize;
+            let shape = Shape::new(1, e, n * q * k, groups, n, n * q).unwrap();
+            // Skewed loads, now and then a few giant experts (a node whose estimate is its peak).
+            // Rounded to integers in every other case: many ties.
+            let mut weights: Vec<f32> = (0..e)
+                .map(|_| ((8.0 * rng.next_f64()).exp() * rng.next_f64()) as f32)
+                .map(|w| if case % 2 == 0 { w.round() } else { w })
+                .collect();
+            let scale = [0.0, 0.2, 1.0, 5.0][case % 4] * e as f64;
+            for _ in 0..1 + case % 5 {
+                let x = (rng.next_u64() % e as u64) as usize;
+                weights[x] *= (1.0 + scale * rng.next_f64()) as f32;
+            }
+            let plan = crate::rebalance_experts(&weights, &shape, &Options::default()).unwrap();
+            let loads: Vec<f64> = weights.iter().map(|&w| f64::from(w)).collect();
+            let mut layer = Layer::default();
+            layer.prepare(&loads, &shape, &plan.group_node, None);
+            let total: f64 = loads.iter().sum();
+            let budget = [0.05, 0.2, 0.6][case % 3];
+            let mut left = budget * total - layer.reset(&plan.phy2log, &plan.logcnt);
+            if left <= 0.0 {
+                continue;
+            }
+            let target =
+                (water_level(&layer.node_load, left) / q as f64).max(total / (n * q) as f64);
+            for _ in 0..4 * layer.slots.len() {
+                let a = (0..n).fold(0, |a, m| if layer.est(m) > layer.est(a) { m } else { a });
+                let est_a = layer.est(a);
+                if est_a <= target * (1.0 + MIN_GAIN) {
+                    break;
+                }
+                peaked += usize::from(
+                    layer.node_maxrep[a] + layer.node_fill[a] >= layer.node_load[a] / q as f64,
+                );
+                let want = reference_best_move(&mut layer, a, est_a, target, left);
+                let got = layer.best_move(a, est_a, target, left);
+                assert_eq!(fields(got), fields(want), "case {case}");
+                let Some(m) = got else {
+                    break;
+                };
+                forwarded += usize::from(m.kind == Kind::Forward);
+                layer.apply(m);
+                left -= m.shed;
+                moves += 1;
+            }
+        }
+        // The cases reach every kind of figure.
+        assert!(
+            moves > 1000 && peaked > 50 && forwarded > 5,
+            "{moves} {peaked} {forwarded}"
+        );
+    }
 }
