@@ -1336,16 +1336,25 @@ impl Layer {
     /// A slot of `node` holding `old`, preferably on a GPU without `new`.
     fn pick_slot(&self, node: usize, old: u32, new: u32) -> usize {
         let (s, k) = (self.s, self.k);
-        let slots = &self.slots[node * s..(node + 1) * s];
+        let slots = self.node_slots(node);
+        let first_in = |gpu: &[u32]| gpu.iter().position(|&v| v == old);
+        if self.count_on(new, node) == 0 {
+            // No GPU of the node holds `new`: the first slot holding `old`.
+            return node * s + first_in(slots).expect("the node holds the replica");
+        }
         let mut pick = None;
-        for (i, &v) in slots.iter().enumerate() {
-            if v != old {
-                continue;
+        for (g, gpu) in slots.chunks_exact(k).enumerate() {
+            // Whole GPUs compared without branches (where the experts are is unpredictable).
+            let (has_old, has_new) = gpu.iter().fold((false, false), |(o, n), &v| {
+                (o | (v == old), n | (v == new))
+            });
+            if has_old {
+                let slot = node * s + g * k + first_in(gpu).unwrap_or(0);
+                if !has_new {
+                    return slot;
+                }
+                pick.get_or_insert(slot);
             }
-            if !slots[i / k * k..(i / k + 1) * k].contains(&new) {
-                return node * s + i;
-            }
-            pick.get_or_insert(node * s + i);
         }
         pick.expect("the node holds the replica")
     }
