@@ -438,6 +438,8 @@ fn insert_top(top: &mut [(f64, u32)], value: f64, expert: u32) {
 struct Smallest {
     small: [f64; SMALL_FILL],
     fill: usize,
+    /// Values kept so far (at most `fill`).
+    len: usize,
 }
 
 impl Smallest {
@@ -445,14 +447,21 @@ impl Smallest {
         Smallest {
             small: [f64::INFINITY; SMALL_FILL],
             fill,
+            len: 0,
         }
     }
 
     #[inline]
     fn push(&mut self, v: f64) {
-        let fill = self.fill;
+        let (fill, len) = (self.fill, self.len);
         let small = &mut self.small;
-        if v < small[fill - 1] {
+        if len < fill && (len == 0 || v >= small[len - 1]) {
+            // Not below any kept value, and room left: it goes last (values pushed ascending,
+            // as a node's lightest members).
+            small[len] = v;
+            self.len = len + 1;
+        } else if v < small[fill - 1] {
+            self.len = (len + 1).min(fill);
             // By selects (where `v` goes is unpredictable): each kept value above `v` moves up.
             for i in (1..fill).rev() {
                 let (below, here) = (small[i - 1], small[i]);
@@ -1540,7 +1549,11 @@ mod tests {
                     .filter(|&x| home(x as usize) == node)
                     .flat_map(|x| std::iter::repeat_n(x, counts[x as usize] as usize))
                     .collect();
-                assert_eq!(layer.node_slots(node), expected, "{group_node:?} {counts:?}");
+                assert_eq!(
+                    layer.node_slots(node),
+                    expected,
+                    "{group_node:?} {counts:?}"
+                );
             }
             assert_eq!(layer.home_cnt, counts);
             for (x, &c) in counts.iter().enumerate() {
@@ -1558,6 +1571,31 @@ mod tests {
                 more[y] -= 1;
                 assert_eq!(layer.reset_to_counts(&more, &group_node), None);
             }
+        }
+    }
+
+    #[test]
+    fn smallest_keeps_the_smallest_ascending_in_any_push_order() {
+        let mut rng = XorShift(0x1405_7b7e_f767_814f);
+        for case in 0..5000 {
+            let fill = 1 + case % SMALL_FILL;
+            let len = (rng.next_u64() % 40) as usize;
+            // Ascending runs (appended) mixed with repeats and random values.
+            let mut values: Vec<f64> = (0..len)
+                .map(|_| (rng.next_u64() % 50) as f64 * 0.5)
+                .collect();
+            if case % 3 == 0 {
+                values.sort_by(f64::total_cmp);
+            }
+            let mut small = Smallest::new(fill);
+            for &v in &values {
+                small.push(v);
+            }
+            let mut sorted = values.clone();
+            sorted.sort_by(f64::total_cmp);
+            sorted.resize(sorted.len().max(fill), f64::INFINITY);
+            assert_eq!(small.small[..fill], sorted[..fill], "{values:?}");
+            assert_eq!(small.largest(), sorted[fill - 1]);
         }
     }
 
