@@ -829,14 +829,21 @@ impl Layer {
     }
 
     /// Changes the replica count of `x` by `delta`, and the load and largest replica of every
-    /// node holding `x` with it ([`Layer::replaced`]).
-    fn recount(&mut self, x: u32, delta: i32) {
+    /// node holding `x` with it ([`Layer::replaced`]); with `at_home`, only its home node holds
+    /// it.
+    fn recount(&mut self, x: u32, delta: i32, at_home: bool) {
         let c = &mut self.cnt[x as usize];
         *c = c.wrapping_add_signed(delta);
         let old = self.rep[x as usize];
         let new = self.loads[x as usize] / f64::from(*c);
         self.rep[x as usize] = new;
-        for node in 0..self.n {
+        let nodes = if at_home {
+            let home = self.home(x);
+            home..home + 1
+        } else {
+            0..self.n
+        };
+        for node in nodes {
             let on = self.count_on(x, node);
             if on > 0 {
                 self.node_load[node] += on as f64 * (new - old);
@@ -1298,15 +1305,16 @@ impl Layer {
         }
         let slot = self.pick_slot(b, y, x);
         self.replace(slot, b, y, x);
-        self.recount(y, -1);
+        // The victim's and the taker's replicas are all at home.
+        self.recount(y, -1, true);
         self.home_cnt[y as usize] -= 1;
         if m.kind == Kind::Add {
-            self.recount(x, 1);
+            self.recount(x, 1, false);
         } else {
             let z = m.taker;
             let slot = self.pick_slot(a, x, z);
             self.replace(slot, a, x, z);
-            self.recount(z, 1);
+            self.recount(z, 1, true);
             self.home_cnt[z as usize] += 1;
             if self.cnt[z as usize] == 2 {
                 self.multi[a].push(z);
@@ -1875,6 +1883,20 @@ mod tests {
                 };
                 forwarded += usize::from(m.kind == Kind::Forward);
                 layer.apply(m);
+                // Every node's figures follow its replicas (the load up to rounding drift).
+                for node in 0..n {
+                    let reps = layer.node_slots(node).iter().map(|&x| layer.rep(x));
+                    let exact: f64 = reps.clone().sum();
+                    assert!(
+                        (layer.node_load[node] - exact).abs() <= 1e-9 * total,
+                        "case {case}"
+                    );
+                    assert_eq!(
+                        layer.node_maxrep[node],
+                        reps.fold(0.0, f64::max),
+                        "case {case}"
+                    );
+                }
                 left -= m.shed;
                 moves += 1;
             }
