@@ -378,11 +378,11 @@ impl Receiver {
     /// near where each term of the estimate reaches the limit, so it lies within rounding of the
     /// least such load.
     fn refuses_from(&self, limit: f64, per_gpu: PerGpu) -> f64 {
-        let spread = limit * per_gpu.q;
+        let load_at_limit = limit * per_gpu.q;
         // The two terms reach the limit near these loads (the peak is below the limit).
-        let near = (spread - self.load).min(limit - self.fill).max(0.0);
-        let margin =
-            8.0 * (f64::EPSILON * spread.max(self.load.abs()).max(limit)).max(f64::MIN_POSITIVE);
+        let near = (load_at_limit - self.load).min(limit - self.fill).max(0.0);
+        let scale = load_at_limit.max(self.load.abs()).max(limit);
+        let margin = 8.0 * (f64::EPSILON * scale).max(f64::MIN_POSITIVE);
         let from = near + margin;
         if self.est(from, per_gpu) >= limit {
             from
@@ -586,18 +586,18 @@ impl Search<'_> {
         // may need several of its largest experts split before it gets lower: adding a
         // replica to one of them counts when it keeps the estimate and lowers the load.
         let plateau = m.kind == Kind::Add && layer.rep[m.expert as usize] >= self.maxrep_a;
-        let spread = self.per_gpu.of(self.load_a - leaving);
+        let spread_load = self.per_gpu.of(self.load_a - leaving);
         // The largest replica left on `a` is at most its largest now or `grown`: when that is
         // not above the spread load, the estimate is the spread load (and a peak at the limit
         // would put it there too).
-        let est_a_new = if self.maxrep_a.max(grown) + self.fill_a <= spread {
-            spread
+        let est_a_new = if self.maxrep_a.max(grown) + self.fill_a <= spread_load {
+            spread_load
         } else {
             let a_peak = self.largest_without(skip).max(grown) + self.fill_a;
             if a_peak >= self.limit && !plateau {
                 return;
             }
-            larger(spread, a_peak)
+            larger(spread_load, a_peak)
         };
         if est_a_new >= self.limit && !(plateau && est_a_new <= self.est_a) {
             return;
