@@ -102,8 +102,16 @@ impl SearchScratch {
         if descending.len() == n {
             // Nearly ascending reversed: insertion sort on (weight, item) makes it exact, moving
             // the two arrays together (no keys to build and take apart).
+            // The last entry so far (the largest) stays in registers: most items only append.
+            let mut last = (f64::NEG_INFINITY, 0);
             for (filled, &item) in descending.iter().rev().enumerate() {
                 let w = weights[item as usize] + 0.0;
+                if last.0 < w || (last.0 == w && last.1 < item) {
+                    sorted[filled] = w;
+                    by_weight[filled] = item;
+                    last = (w, item);
+                    continue;
+                }
                 let mut j = filled;
                 while j > 0
                     && (sorted[j - 1] > w || (sorted[j - 1] == w && by_weight[j - 1] > item))
@@ -948,6 +956,41 @@ mod tests {
             );
             assert!(bound <= above, "case {case}");
             assert!(above <= bound * (1.0 + 1e-9), "case {case}");
+        }
+    }
+
+    #[test]
+    fn a_hint_in_any_order_gives_the_same_index() {
+        let mut rng = crate::test_rng::XorShift(0x7f4a_7c15_9e37_79b9);
+        for case in 0..300 {
+            let (packs, per_pack) = (1 + case % 9, 1 + case % 12);
+            let n = packs * per_pack;
+            // Small integers (many ties) or spread weights.
+            let weights: Vec<f64> = (0..n)
+                .map(|_| match case % 2 {
+                    0 => (rng.next_u64() % 5) as f64,
+                    _ => (4.0 * rng.next_f64()).exp(),
+                })
+                .collect();
+            let pack_of: Vec<u32> = (0..n).map(|i| (i % packs) as u32).collect();
+            let mut state = PackState::default();
+            state.assign_from(&pack_of, &weights, packs);
+            let plain = indexed(&state, &weights, None);
+            // Descending as a greedy start gives it (f32 keys, ties by item), or shuffled.
+            let mut keys = Vec::new();
+            crate::packing::weight::sort_rounded_descending(&weights, &mut keys);
+            let mut hint: Vec<u32> = keys.iter().map(|&key| f32::key_index(key)).collect();
+            if case % 3 == 0 {
+                for i in (1..n).rev() {
+                    hint.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+                }
+            }
+            let mut hinted = SearchScratch::default();
+            hinted.index(&state, &weights, None, &hint);
+            assert_eq!(hinted.by_weight, plain.by_weight, "case {case}");
+            assert_eq!(hinted.sorted_weights, plain.sorted_weights, "case {case}");
+            assert_eq!(hinted.rank, plain.rank, "case {case}");
+            assert_eq!(hinted.pack_by_rank, plain.pack_by_rank, "case {case}");
         }
     }
 
