@@ -803,8 +803,17 @@ impl Layer {
         self.multi.resize_with(self.n, Vec::new);
         for node in 0..self.n {
             let members = &self.members[self.member_start[node]..self.member_start[node + 1]];
-            self.multi[node].clear();
-            self.multi[node].extend(members.iter().filter(|&&y| self.cnt[y as usize] >= 2));
+            // Each member written, kept by advancing past it when replicated (few are: no
+            // branch per member).
+            let multi = &mut self.multi[node];
+            multi.clear();
+            multi.resize(members.len(), 0);
+            let mut kept = 0;
+            for &y in members {
+                multi[kept] = y;
+                kept += usize::from(self.cnt[y as usize] >= 2);
+            }
+            multi.truncate(kept);
         }
     }
 
