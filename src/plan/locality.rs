@@ -222,7 +222,8 @@ pub(crate) fn spend_budget(
         shape.num_nodes,
         shape.num_gpus,
     );
-    let row_ok = match baseline {
+    // The row as the baseline gives it (checked only where the budget applies).
+    let row_ok = || match baseline {
         Baseline::StrictPlan => phy2log.iter().all(|&x| x >= 0 && (x as usize) < e),
         Baseline::StrictCounts { members, counts } => {
             members.len() == e && counts.len() == e && !counts.contains(&0)
@@ -234,7 +235,7 @@ pub(crate) fn spend_budget(
         || logcnt.len() != e
         || group_node.len() != g
         || group_node.iter().any(|&h| h < 0 || h as usize >= n)
-        || !row_ok
+        || !row_ok()
     {
         return false;
     }
