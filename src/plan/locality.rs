@@ -1684,20 +1684,6 @@ mod tests {
         }
     }
 
-    /// Keeps `top` as the largest `(value, expert)` pairs, descending (as `best_move` did).
-    fn reference_insert(top: &mut [(f64, u32)], value: f64, expert: u32) {
-        let mut i = top.len();
-        while i > 0 && value > top[i - 1].0 {
-            if i < top.len() {
-                top[i] = top[i - 1];
-            }
-            i -= 1;
-        }
-        if i < top.len() {
-            top[i] = (value, expert);
-        }
-    }
-
     /// [`Layer::best_move`] without its shortcuts: every member scanned for the three largest
     /// replicas and the two heaviest takers, every receiver kept, every candidate's figures
     /// computed (by division), no candidate skipped before its checks.
@@ -1717,15 +1703,15 @@ mod tests {
         let mut takers = [(0.0f64, u32::MAX); 2];
         for &x in layer.members_of(a) {
             let v = layer.rep(x);
-            reference_insert(&mut top, v, x);
+            insert_top(&mut top, v, x);
             let (c, h) = (layer.cnt[x as usize], layer.home_cnt[x as usize]);
             if c == h && (c as usize) < layer.q {
-                reference_insert(&mut takers, v, x);
+                insert_top(&mut takers, v, x);
             }
         }
         for &x in layer.node_slots(a) {
             if layer.home(x) != a && !top.iter().any(|&(_, t)| t == x) {
-                reference_insert(&mut top, layer.rep(x), x);
+                insert_top(&mut top, layer.rep(x), x);
             }
         }
         let receivers: Vec<Receiver> = (0..layer.n)
