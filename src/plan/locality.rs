@@ -201,10 +201,10 @@ pub(crate) enum Baseline<'a> {
 /// plan), rewritten in place when a plan within the budget beats the baseline; `group_node` gives
 /// each group's home node and is not changed. Returns `true` when it rewrote the row; with
 /// `false` the row is as it was (with [`Baseline::StrictCounts`], the caller then plans the
-/// strict layer and spends on it). Does
-/// nothing where the budget does not apply ([`budget_applies`]), nor, from the strict counts,
-/// when the target is not clearly below the strict plan's lower bound. `scratch` holds the
-/// buffers between calls (any earlier content is ignored).
+/// strict layer and spends on it). Does nothing where the budget does not apply
+/// ([`budget_applies`]), nor, from the strict counts, when the target is not clearly below the
+/// strict plan's lower bound. `scratch` holds the buffers between calls (any earlier content is
+/// ignored).
 pub(crate) fn spend_budget(
     loads: &[f64],
     shape: &Shape,
