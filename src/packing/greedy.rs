@@ -461,18 +461,16 @@ fn merge_rows<const M: usize>(
         partial.spread = block[0].load - block[M - 1].load;
         partial.descending = true;
     }
-    for (r, partial) in partials.iter_mut().enumerate() {
-        partial.block = r as u32;
+    for (r, partial) in (0u32..).zip(partials.iter_mut()) {
+        partial.block = r;
     }
     // The partials not yet merged away, the next to merge first, from `ranked[start]` on.
     ranked.clear();
     ranked.extend(0..rows as u32);
+    // In merge order ([`merges_before`]): spreads are never NaN.
     ranked.sort_unstable_by(|&p, &q| {
-        if merges_before(partials, p, q) {
-            std::cmp::Ordering::Less
-        } else {
-            std::cmp::Ordering::Greater
-        }
+        let spread = |r: u32| partials[r as usize].spread;
+        spread(q).total_cmp(&spread(p)).then(p.cmp(&q))
     });
     let mut clean = true;
     for start in 0..rows - 1 {

@@ -160,14 +160,7 @@ impl SearchScratch {
     /// A lower bound on the heaviest pack of any packing of the indexed items: the mean pack
     /// load, and the heaviest item with the `per_pack - 1` lightest ones.
     fn lower_bound(&self, state: &PackState) -> f64 {
-        let w = &self.sorted_weights;
-        let (Some(&heaviest), k) = (w.last(), state.per_pack) else {
-            return 0.0;
-        };
-        let mean = w.iter().sum::<f64>() / state.num_packs() as f64;
-        let with_lightest = heaviest + w[..k - 1].iter().sum::<f64>();
-        // Rounding may put either sum a little above the exact figure: stay below it.
-        mean.max(with_lightest) * (1.0 - 1e-12)
+        self.bound_with_sum(state, self.sorted_weights.iter().sum())
     }
 
     /// At least [`SearchScratch::lower_bound`], and cheaper: its mean from a sum in independent
@@ -177,9 +170,6 @@ impl SearchScratch {
         if w.len() > 1 << 16 {
             return self.lower_bound(state);
         }
-        let (Some(&heaviest), k) = (w.last(), state.per_pack) else {
-            return 0.0;
-        };
         const LANES: usize = 8;
         let mut lanes = [0.0; LANES];
         let chunks = w.chunks_exact(LANES);
@@ -191,9 +181,18 @@ impl SearchScratch {
                 *lane += x;
             }
         }
-        let sum = lanes.iter().sum::<f64>() * (1.0 + 1e-10);
+        self.bound_with_sum(state, lanes.iter().sum::<f64>() * (1.0 + 1e-10))
+    }
+
+    /// The bound of [`SearchScratch::lower_bound`] with `sum` as the items' total.
+    fn bound_with_sum(&self, state: &PackState, sum: f64) -> f64 {
+        let w = &self.sorted_weights;
+        let (Some(&heaviest), k) = (w.last(), state.per_pack) else {
+            return 0.0;
+        };
         let mean = sum / state.num_packs() as f64;
         let with_lightest = heaviest + w[..k - 1].iter().sum::<f64>();
+        // Rounding may put either sum a little above the exact figure: stay below it.
         mean.max(with_lightest) * (1.0 - 1e-12)
     }
 

@@ -403,8 +403,9 @@ impl Receiver {
     }
 }
 
-/// A node load spread over the node's `q` GPUs: `load / q`, bit for bit.
-#[derive(Debug, Clone, Copy)]
+/// A node load spread over the node's `q` GPUs: `load / q`, bit for bit (the default, before a
+/// layer is prepared, has no GPUs).
+#[derive(Debug, Default, Clone, Copy)]
 struct PerGpu {
     q: f64,
     /// `1 / q` when `q` is a power of two: then `load * inv` is `load / q` exactly (both round
@@ -504,6 +505,8 @@ struct Layer {
     s: usize,
     q: usize,
     k: usize,
+    /// Node loads over `q`.
+    per_gpu: PerGpu,
     /// Expert of each slot.
     slots: Vec<u32>,
     /// Home node of each expert.
@@ -659,6 +662,7 @@ impl Layer {
         self.n = n;
         self.s = r / n;
         self.q = shape.num_gpus / n;
+        self.per_gpu = PerGpu::new(self.q);
         self.k = shape.slots_per_gpu();
         self.loads.clear();
         self.loads.extend_from_slice(loads);
@@ -922,7 +926,7 @@ impl Layer {
     /// A lower estimate of the node's heaviest GPU after packing.
     fn est(&self, node: usize) -> f64 {
         larger(
-            PerGpu::new(self.q).of(self.node_load[node]),
+            self.per_gpu.of(self.node_load[node]),
             self.node_maxrep[node] + self.node_fill[node],
         )
     }
@@ -1122,7 +1126,7 @@ impl Layer {
     /// `max(est_a', est_b', target)` (lower the pair, but no further than the target), then spends
     /// the least budget, then has the lightest receiver.
     fn best_move(&mut self, a: usize, est_a: f64, target: f64, left: f64) -> Option<Move> {
-        let per_gpu = PerGpu::new(self.q);
+        let per_gpu = self.per_gpu;
         let limit = est_a * (1.0 - MIN_GAIN);
         // A receiver's estimate only grows with the load it takes: one already at the limit
         // before taking any never counts, and without receivers there is no move.
